@@ -1,0 +1,52 @@
+"""The checkout works as the odin.stack collection, both in place and as a built artifact."""
+
+import tarfile
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_modules_resolve_by_fqcn_from_checkout(ansible):
+    result = ansible(["ansible-doc", "odin.stack.host_probe"])
+    assert result.returncode == 0, result.stderr
+    assert "pci_devices_path" in result.stdout
+    assert "EXAMPLES" in result.stdout
+
+
+def test_roles_resolve_by_fqcn_from_checkout(ansible):
+    result = ansible(["ansible-doc", "-t", "role", "odin.stack.preflight"])
+    assert result.returncode == 0, result.stderr
+    assert "odin_gpu_enabled" in result.stdout
+
+
+def test_build_leaves_tests_and_ci_out(ansible, tmp_path):
+    result = ansible(["ansible-galaxy", "collection", "build", "--output-path", str(tmp_path), str(REPO)])
+    assert result.returncode == 0, result.stderr
+    version = yaml.safe_load((REPO / "galaxy.yml").read_text())["version"]
+    artifact = tmp_path / f"odin-stack-{version}.tar.gz"
+    with tarfile.open(artifact) as tar:
+        names = tar.getnames()
+    assert "roles/preflight/tasks/main.yml" in names
+    assert "plugins/modules/host_probe.py" in names
+    assert "meta/runtime.yml" in names
+    for excluded in ("tests", "molecule", ".ci", ".github", "collections", ".venv", "scripts"):
+        assert not any(n == excluded or n.startswith(excluded + "/") for n in names), excluded
+
+
+def test_every_role_has_argument_specs_matching_defaults():
+    for role in sorted((REPO / "roles").iterdir()):
+        specs_file = role / "meta" / "argument_specs.yml"
+        assert specs_file.is_file(), f"{role.name} has no meta/argument_specs.yml"
+        options = yaml.safe_load(specs_file.read_text())["argument_specs"]["main"].get("options", {})
+        defaults_file = role / "defaults" / "main.yml"
+        defaults = yaml.safe_load(defaults_file.read_text()) if defaults_file.exists() else {}
+        defaults = defaults or {}
+        missing = sorted(set(defaults) - set(options))
+        assert not missing, f"{role.name}: defaults without argument spec: {missing}"
+        for name, spec in options.items():
+            assert spec.get("description"), f"{role.name}: {name} has no description"
+            assert spec.get("type"), f"{role.name}: {name} has no type"
+            if name in defaults and "default" in spec:
+                assert spec["default"] == defaults[name], f"{role.name}: {name} default differs from defaults/main.yml"
