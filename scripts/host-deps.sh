@@ -2,17 +2,34 @@
 # Install the Debian packages the test suite runs for real: Docker for the molecule
 # hosts, debootstrap for the test image, and the services and tools the integration
 # tests start (Prometheus, promtool, Alertmanager, amtool, SQLite, zstd, age).
+# A tool that is already on PATH (e.g. Docker CE on a CI runner) is left alone.
 set -euo pipefail
 
-packages=(docker.io debootstrap prometheus prometheus-alertmanager sqlite3 zstd age mokutil pciutils)
+# command -> Debian package that provides it
+declare -A provides=(
+  [dockerd]=docker.io
+  [debootstrap]=debootstrap
+  [prometheus]=prometheus
+  [promtool]=prometheus
+  [prometheus-alertmanager]=prometheus-alertmanager
+  [amtool]=prometheus-alertmanager
+  [sqlite3]=sqlite3
+  [zstd]=zstd
+  [age]=age
+  [mokutil]=mokutil
+  [lspci]=pciutils
+)
 
 missing=()
-for pkg in "${packages[@]}"; do
-  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+for cmd in "${!provides[@]}"; do
+  if ! PATH="$PATH:/usr/sbin:/sbin" command -v "$cmd" >/dev/null 2>&1; then
+    pkg=${provides[$cmd]}
+    [[ " ${missing[*]} " == *" $pkg "* ]] || missing+=("$pkg")
+  fi
 done
 
 if [ ${#missing[@]} -eq 0 ]; then
-  echo "host packages present: ${packages[*]}"
+  echo "host tools present: ${!provides[*]}"
   exit 0
 fi
 
@@ -24,7 +41,8 @@ fi
 echo "installing: ${missing[*]}"
 $SUDO apt-get update -qq
 DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-# The Debian packages start their services; the tests start their own instances.
+# The packages start their own services where an init system runs; the tests start
+# their own instances on other ports and temp directories.
 for svc in prometheus prometheus-alertmanager prometheus-node-exporter; do
   $SUDO systemctl disable --now "$svc" >/dev/null 2>&1 || true
 done
