@@ -1,0 +1,376 @@
+# Copyright: ODIN maintainers
+# Apache License 2.0 (see LICENSE)
+"""Parse `nvidia-smi -q -x` and judge whether the GPUs it reports are usable.
+
+Plain Python with no Ansible imports, so the parser and the checks can be unit-tested on
+XML fixtures. The XML layout changed across driver generations; every accessor below
+accepts each known spelling:
+
+* clock reasons: ``clocks_throttle_reasons/clocks_throttle_reason_*`` (up to the 525
+  drivers) and ``clocks_event_reasons/clocks_event_reason_*`` (535 onwards);
+* power: ``power_readings`` with ``power_draw``/``power_limit`` (older drivers) and
+  ``gpu_power_readings`` with ``power_draw`` or ``average_power_draw``/``instant_power_draw``
+  and ``current_power_limit`` (530 onwards);
+* pending page retirement: ``pending_blacklist`` (older) and ``pending_retirement`` (newer);
+* ``N/A``, ``[N/A]``, ``Not Supported`` and ``[Not Supported]`` (common on GeForce and
+  laptop GPUs) all read as "unknown".
+"""
+
+from __future__ import annotations
+
+import re
+import xml.etree.ElementTree as ET  # noqa: S405 - the input is local nvidia-smi output
+
+UNKNOWN_VALUES = {"", "n/a", "[n/a]", "not supported", "[not supported]", "unknown error", "[unknown error]"}
+
+# rc of coreutils `timeout` when it had to stop the command.
+TIMEOUT_RC = 124
+
+
+class NvidiaSmiError(Exception):
+    """nvidia-smi could not report the GPUs. ``kind`` is machine readable, ``hint`` says what to do."""
+
+    def __init__(self, kind, message, hint):
+        super().__init__(message)
+        self.kind = kind
+        self.message = message
+        self.hint = hint
+
+    def __str__(self):
+        return "%s %s" % (self.message, self.hint)
+
+
+# Known failure texts, checked in this order; each with the action that fixes it.
+_FAILURES = (
+    (
+        "driver_library_mismatch",
+        re.compile(r"Driver/library version mismatch", re.I),
+        "nvidia-smi reports 'Driver/library version mismatch': the loaded kernel module and the "
+        "user-space NVIDIA libraries come from different driver versions.",
+        "This follows a driver upgrade without a reboot: reboot the host (or unload and reload the "
+        "nvidia kernel modules when nothing uses the GPU).",
+    ),
+    (
+        "gpu_lost",
+        re.compile(r"GPU is lost|fallen off the bus", re.I),
+        "nvidia-smi reports that a GPU is lost (fallen off the bus).",
+        "Check 'dmesg' for Xid 79 (power, thermal or PCIe problem) and reboot the host; if it "
+        "recurs, check power delivery and cooling.",
+    ),
+    (
+        "driver_not_loaded",
+        re.compile(r"couldn't communicate with the NVIDIA driver", re.I),
+        "nvidia-smi cannot talk to the NVIDIA kernel driver.",
+        "Load it with 'modprobe nvidia' and check 'dmesg'; with Secure Boot enabled the module must be signed.",
+    ),
+    (
+        "no_devices",
+        re.compile(r"No devices were found", re.I),
+        "nvidia-smi found no NVIDIA devices.",
+        "Check that the GPU is visible with 'lspci -nn | grep -i nvidia', that the nvidia module is "
+        "bound to it, and that a laptop MUX/BIOS setting has not disabled the discrete GPU.",
+    ),
+)
+
+
+def classify_failure(rc, stdout, stderr):
+    """Return an NvidiaSmiError for a failed run, or None when the output should be XML."""
+    stdout = stdout or ""
+    stderr = stderr or ""
+    if rc == TIMEOUT_RC:
+        return NvidiaSmiError(
+            "timeout",
+            "nvidia-smi did not answer within the time limit.",
+            "A hung GPU or driver usually shows Xid errors in 'dmesg'; reboot the host if nvidia-smi "
+            "hangs when run by hand too.",
+        )
+    text = stderr if stdout.lstrip().startswith("<?xml") else stdout + "\n" + stderr
+    for kind, pattern, message, hint in _FAILURES:
+        if pattern.search(text):
+            return NvidiaSmiError(kind, message + " Output: %s" % _excerpt(text), hint)
+    if rc != 0:
+        return NvidiaSmiError(
+            "failed",
+            "nvidia-smi exited with rc=%s: %s" % (rc, _excerpt(text)),
+            "Run 'nvidia-smi -q' on the host to see the full error.",
+        )
+    return None
+
+
+def _excerpt(text, limit=400):
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def _text(node, *paths):
+    """First non-unknown text found at any of the paths (alternative spellings), else None."""
+    if node is None:
+        return None
+    for path in paths:
+        child = node.find(path)
+        if child is not None and child.text is not None:
+            value = child.text.strip()
+            if value.lower() not in UNKNOWN_VALUES:
+                return value
+    return None
+
+
+_NUMBER = re.compile(r"[-+]?\d+(?:\.\d+)?")
+
+
+def _number(value):
+    """'16376 MiB' -> 16376, '45 C' -> 45, '10.52 W' -> 10.52, '16x' -> 16; None when unknown."""
+    if value is None:
+        return None
+    match = _NUMBER.search(value)
+    if not match:
+        return None
+    number = float(match.group(0))
+    return int(number) if number.is_integer() else number
+
+
+def _yes(value):
+    if value is None:
+        return None
+    return value.strip().lower() in ("yes", "enabled", "active", "true")
+
+
+def _reasons(gpu):
+    """Active clock throttle/event reasons, without their generation-specific prefix."""
+    for container, prefix in (
+        ("clocks_event_reasons", "clocks_event_reason_"),
+        ("clocks_throttle_reasons", "clocks_throttle_reason_"),
+    ):
+        node = gpu.find(container)
+        if node is None:
+            continue
+        active = []
+        for child in node:
+            name = child.tag[len(prefix) :] if child.tag.startswith(prefix) else child.tag
+            if (child.text or "").strip().lower() == "active":
+                active.append(name)
+        return {"source": container, "active": sorted(active)}
+    return {"source": None, "active": []}
+
+
+def _power(gpu):
+    for container in ("gpu_power_readings", "power_readings"):
+        node = gpu.find(container)
+        if node is None:
+            continue
+        return {
+            "source": container,
+            "draw_watts": _number(_text(node, "power_draw", "instant_power_draw", "average_power_draw")),
+            "limit_watts": _number(_text(node, "current_power_limit", "power_limit", "enforced_power_limit")),
+            "max_limit_watts": _number(_text(node, "max_power_limit")),
+        }
+    return {"source": None, "draw_watts": None, "limit_watts": None, "max_limit_watts": None}
+
+
+def _retired_pages(gpu):
+    node = gpu.find("retired_pages")
+    if node is None:
+        return {"pending": None, "single_bit": None, "double_bit": None}
+    return {
+        "pending": _yes(_text(node, "pending_retirement", "pending_blacklist")),
+        "single_bit": _number(_text(node, "multiple_single_bit_retirement/retired_count")),
+        "double_bit": _number(_text(node, "double_bit_retirement/retired_count")),
+    }
+
+
+def _remapped_rows(gpu):
+    node = gpu.find("remapped_rows")
+    if node is None:
+        return {"pending": None, "failure": None, "correctable": None, "uncorrectable": None}
+    return {
+        "pending": _yes(_text(node, "remapped_row_pending")),
+        "failure": _yes(_text(node, "remapped_row_failure")),
+        "correctable": _number(_text(node, "remapped_row_corr")),
+        "uncorrectable": _number(_text(node, "remapped_row_unc")),
+    }
+
+
+def _pcie(gpu):
+    link = gpu.find("pci/pci_gpu_link_info")
+    return {
+        "current_gen": _number(_text(link, "pcie_gen/current_link_gen")),
+        "max_gen": _number(_text(link, "pcie_gen/max_link_gen")),
+        "current_width": _number(_text(link, "link_widths/current_link_width")),
+        "max_width": _number(_text(link, "link_widths/max_link_width")),
+    }
+
+
+def parse_gpu(gpu):
+    return {
+        "pci_bus_id": gpu.get("id"),
+        "product_name": _text(gpu, "product_name"),
+        "product_brand": _text(gpu, "product_brand"),
+        "uuid": _text(gpu, "uuid"),
+        "persistence_mode": _text(gpu, "persistence_mode"),
+        "compute_mode": _text(gpu, "compute_mode"),
+        "memory_total_mib": _number(_text(gpu, "fb_memory_usage/total")),
+        "memory_used_mib": _number(_text(gpu, "fb_memory_usage/used")),
+        "temperature_c": _number(_text(gpu, "temperature/gpu_temp")),
+        "power": _power(gpu),
+        "clock_reasons": _reasons(gpu),
+        "ecc_mode": _text(gpu, "ecc_mode/current_ecc"),
+        "retired_pages": _retired_pages(gpu),
+        "remapped_rows": _remapped_rows(gpu),
+        "pcie": _pcie(gpu),
+    }
+
+
+def parse(xml_text):
+    """Parse `nvidia-smi -q -x` output into {driver_version, cuda_version, gpus}.
+
+    Raises NvidiaSmiError(kind='malformed_xml') when the text is not the expected XML and
+    NvidiaSmiError(kind='no_devices') when it lists no GPU.
+    """
+    try:
+        # The document carries a DOCTYPE naming a DTD file; ElementTree never fetches it.
+        root = ET.fromstring(xml_text)  # noqa: S314 - trusted local command output
+    except ET.ParseError as exc:
+        raise NvidiaSmiError(
+            "malformed_xml",
+            "nvidia-smi -q -x printed output that is not valid XML (%s): %s" % (exc, _excerpt(xml_text or "")),
+            "Run 'nvidia-smi -q -x' on the host; a truncated document points at a crash of nvidia-smi.",
+        ) from None
+    if root.tag != "nvidia_smi_log":
+        raise NvidiaSmiError(
+            "malformed_xml",
+            "nvidia-smi -q -x printed XML whose root is <%s>, not <nvidia_smi_log>." % root.tag,
+            "Check that the nvidia-smi on PATH is NVIDIA's.",
+        )
+    gpus = [parse_gpu(gpu) for gpu in root.findall("gpu")]
+    if not gpus:
+        raise NvidiaSmiError(
+            "no_devices",
+            "nvidia-smi -q -x lists no GPU (attached_gpus=%s)." % _text(root, "attached_gpus"),
+            "Check that the GPU is visible with 'lspci -nn | grep -i nvidia' and bound to the nvidia driver.",
+        )
+    return {
+        "driver_version": _text(root, "driver_version"),
+        "cuda_version": _text(root, "cuda_version"),
+        "gpus": gpus,
+    }
+
+
+def version_tuple(version):
+    """'535.129.03' -> (535, 129, 3); None when it has no leading number."""
+    if version is None:
+        return None
+    parts = []
+    for part in str(version).split("."):
+        match = re.match(r"\d+", part)
+        if not match:
+            break
+        parts.append(int(match.group(0)))
+    return tuple(parts) or None
+
+
+# Clock reasons that mean the GPU is being slowed down by hardware protection rather than
+# by idling or configuration.
+HARDWARE_SLOWDOWN_REASONS = ("hw_slowdown", "hw_thermal_slowdown", "hw_power_brake_slowdown", "sw_thermal_slowdown")
+
+
+def _check_gpu(gpu, fail, warnings, options):
+    uuid = gpu.get("uuid") or gpu.get("pci_bus_id")
+    pattern = options["product_pattern"]
+    if pattern and not re.search(pattern, gpu.get("product_name") or ""):
+        fail("product_name", "matches %r" % pattern, gpu.get("product_name"), uuid)
+    max_temperature = options["max_temperature"]
+    if max_temperature is not None:
+        temp = gpu.get("temperature_c")
+        if temp is None:
+            warnings.append("%s: temperature not reported, max_temperature not checked" % uuid)
+        elif temp > max_temperature:
+            fail("temperature", "<= %s C" % max_temperature, "%s C" % temp, uuid)
+    if options["check_memory_health"]:
+        if gpu["retired_pages"]["pending"]:
+            fail("retired_pages_pending", "no pages pending retirement", "pages pending retirement", uuid)
+        if gpu["remapped_rows"]["pending"]:
+            fail("remapped_rows_pending", "no rows pending remapping", "rows pending remapping", uuid)
+        if gpu["remapped_rows"]["failure"]:
+            fail("remapped_rows_failure", "no row remapping failure", "row remapping failed", uuid)
+    pcie = gpu["pcie"]
+    widths_known = None not in (pcie["current_width"], pcie["max_width"])
+    if options["check_pcie_width"] and widths_known and pcie["current_width"] < pcie["max_width"]:
+        fail("pcie_link_width", "x%s" % pcie["max_width"], "x%s" % pcie["current_width"], uuid)
+    if options["require_persistence_mode"] and (gpu.get("persistence_mode") or "").lower() != "enabled":
+        fail("persistence_mode", "Enabled", gpu.get("persistence_mode"), uuid)
+    slowdowns = [r for r in gpu["clock_reasons"]["active"] if r in HARDWARE_SLOWDOWN_REASONS]
+    if slowdowns:
+        warnings.append("%s: clocks slowed down by %s" % (uuid, ", ".join(slowdowns)))
+
+
+def check(
+    report,
+    *,
+    min_driver_version=None,
+    expected_gpu_count=None,
+    product_pattern=None,
+    max_temperature=None,
+    require_persistence_mode=False,
+    check_pcie_width=True,
+    check_memory_health=True,
+):
+    """Judge a parsed report; returns (failed_checks, warnings).
+
+    Every failed check is {check, gpu, expected, found}; ``gpu`` is None for host-wide checks.
+    """
+    failed, warnings = [], []
+
+    def fail(name, expected, found, gpu=None):
+        failed.append({"check": name, "gpu": gpu, "expected": expected, "found": found})
+
+    if min_driver_version:
+        found = report.get("driver_version")
+        have, want = version_tuple(found), version_tuple(min_driver_version)
+        if have is None or want is None or have < want:
+            fail("driver_version", ">= %s" % min_driver_version, found)
+
+    gpus = report.get("gpus", [])
+    if expected_gpu_count is not None and len(gpus) != expected_gpu_count:
+        fail("gpu_count", expected_gpu_count, len(gpus))
+
+    options = {
+        "product_pattern": product_pattern,
+        "max_temperature": max_temperature,
+        "require_persistence_mode": require_persistence_mode,
+        "check_pcie_width": check_pcie_width,
+        "check_memory_health": check_memory_health,
+    }
+    for gpu in gpus:
+        _check_gpu(gpu, fail, warnings, options)
+    return failed, warnings
+
+
+_UUID_LINE = re.compile(r"\(UUID:\s*(GPU-[0-9a-fA-F-]+)\)")
+
+
+def uuids_from_list(text):
+    """UUIDs from `nvidia-smi -L` output ("GPU 0: NAME (UUID: GPU-...)"), in order."""
+    return _UUID_LINE.findall(text or "")
+
+
+_CLI_UUID = re.compile(r"^\s*GPU UUID:\s*(GPU-[0-9a-fA-F-]+)\s*$", re.M)
+_CLI_FIELD = re.compile(r"^\s*(NVRM version|CUDA version):\s*(\S+)\s*$", re.M)
+
+
+def parse_container_cli_info(text):
+    """Parse `nvidia-container-cli info`: driver (NVRM) and CUDA versions, GPU UUIDs."""
+    fields = dict(_CLI_FIELD.findall(text or ""))
+    return {
+        "nvrm_version": fields.get("NVRM version"),
+        "cuda_version": fields.get("CUDA version"),
+        "uuids": _CLI_UUID.findall(text or ""),
+    }
+
+
+def failure_summary(failed):
+    """One line per failed check, for the module's failure message."""
+    lines = []
+    for item in failed:
+        where = " on %s" % item["gpu"] if item.get("gpu") else ""
+        lines.append("%s%s: expected %s, found %s" % (item["check"], where, item["expected"], item["found"]))
+    return "; ".join(lines)
