@@ -1,0 +1,911 @@
+# Copyright: ODIN maintainers
+# Apache License 2.0 (see LICENSE)
+"""Backups of an ODIN host: take, verify, prune, restore, and report them as metrics.
+
+Plain Python 3 standard library and no Ansible imports: the modules stack_backup and
+stack_restore call it, the backup role's systemd service runs it through a small command
+line wrapper (the same file copied to the host), and pytest tests it against real SQLite
+databases, a real Prometheus and real filesystems.
+
+Layout of one backup (the shared convention)::
+
+    <backup_dir>/odin-<YYYYmmddTHHMMSSZ>/      0700, complete and synced
+        manifest.json                          {"format": 1, "created": ..., "components": [...]}
+        manifest.sha256                        sha256 of manifest.json
+        <component>/<file>                     0600, each listed in the manifest with size and sha256
+    <backup_dir>/.tmp-odin-...                 a backup being written; never counts
+
+Streaming steps (tar | zstd | age) run as subprocesses with argument lists because their
+output is hashed and written as it flows; nothing goes through a shell.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import errno
+import fcntl
+import glob
+import hashlib
+import json
+import os
+import re
+import shutil
+import socket
+import sqlite3
+import subprocess
+import time
+import urllib.error
+import urllib.request
+
+FORMAT = 1
+NAME_PREFIX = "odin-"
+TMP_PREFIX = ".tmp-"
+NAME_RE = re.compile(r"^odin-(\d{8}T\d{6}Z)$")
+TIME_FORMAT = "%Y%m%dT%H%M%SZ"
+MANIFEST = "manifest.json"
+MANIFEST_SUM = "manifest.sha256"
+LOCK = ".lock"
+CHUNK = 1 << 20
+ENV = {**os.environ, "LC_ALL": "C", "LANG": "C"}
+
+COMPONENTS = ("k3s_datastore", "k3s_token", "k3s_config", "prometheus", "grafana", "volumes")
+# Restoring these replaces what a running K3s server holds open: K3s is stopped around them.
+K3S_COMPONENTS = ("k3s_datastore", "k3s_token", "k3s_config")
+
+
+class BackupError(Exception):
+    """A backup or restore step failed; the message says what, where and what to do."""
+
+
+# ---------------------------------------------------------------------------- helpers
+
+
+def utcnow():
+    return dt.datetime.now(dt.timezone.utc).replace(microsecond=0)  # noqa: UP017 - Python 3.10 (Ubuntu 22.04) has no dt.UTC
+
+
+def backup_name(when):
+    return NAME_PREFIX + when.strftime(TIME_FORMAT)
+
+
+def parse_name(name):
+    """Creation time of a complete backup's directory name, or None for anything else."""
+    match = NAME_RE.match(name)
+    if not match:
+        return None
+    return dt.datetime.strptime(match.group(1), TIME_FORMAT).replace(tzinfo=dt.timezone.utc)  # noqa: UP017 - Python 3.10 (Ubuntu 22.04) has no dt.UTC
+
+
+def sha256_file(path):
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def fsync_path(path):
+    """fsync a file or a directory (a directory's fsync makes renames inside it durable)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _private_dir(path):
+    os.makedirs(path, mode=0o700, exist_ok=True)
+    os.chmod(path, 0o700)
+
+
+def _safe_relpath(rel):
+    """A manifest path must stay inside the backup directory."""
+    norm = os.path.normpath(rel)
+    return not (os.path.isabs(rel) or norm.startswith("..") or norm == ".")
+
+
+def tool_version(argv):
+    """First line of `<tool> --version`, or None when it cannot be run."""
+    try:
+        proc = subprocess.run(argv, capture_output=True, text=True, env=ENV, timeout=30, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    text = (proc.stdout or proc.stderr).strip()
+    return text.splitlines()[0] if text else None
+
+
+# ---------------------------------------------------------------------------- writers
+
+
+def sqlite_online_copy(src, dest):
+    """Consistent copy of a live SQLite database through SQLite's online backup API.
+
+    The copy is taken in one step under a read transaction, so it is the state at one
+    committed point even while other connections write (WAL readers do not block writers).
+    The copy is switched to rollback-journal mode so it is a single self-contained file, and
+    its integrity is checked before it counts.
+    """
+    source = sqlite3.connect(src, timeout=60)
+    try:
+        target = sqlite3.connect(dest)
+        try:
+            source.backup(target, pages=-1)
+            target.execute("PRAGMA journal_mode=DELETE")
+            result = target.execute("PRAGMA integrity_check").fetchone()[0]
+            target.commit()
+        finally:
+            target.close()
+    finally:
+        source.close()
+    if result != "ok":
+        raise BackupError("The copy of SQLite database %s failed integrity_check: %s" % (src, result))
+
+
+def _pipeline(commands, dest, cwd=None):
+    """Run commands piped into each other; hash and write the last one's stdout to dest.
+
+    With dest None the output is read and dropped (for a final command that writes files
+    itself, such as tar --extract). Returns (size, sha256). Raises BackupError with the
+    failing command's stderr, or OSError (e.g. ENOSPC) from writing dest.
+    """
+    procs = []
+    stdin = None
+    for argv in commands:
+        proc = subprocess.Popen(argv, stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=cwd, env=ENV)
+        if stdin is not None:
+            stdin.close()  # the next process owns the read end now
+        stdin = proc.stdout
+        procs.append(proc)
+    digest = hashlib.sha256()
+    size = 0
+    try:
+        if dest is None:
+            while chunk := stdin.read(CHUNK):
+                size += len(chunk)
+        else:
+            with open(dest, "xb", buffering=0) as out:
+                os.chmod(dest, 0o600)
+                while chunk := stdin.read(CHUNK):
+                    digest.update(chunk)
+                    out.write(chunk)
+                    size += len(chunk)
+                os.fsync(out.fileno())
+    except BaseException:
+        for proc in procs:
+            proc.kill()
+        for proc in procs:
+            proc.wait()
+        raise
+    errors = []
+    for argv, proc in zip(commands, procs, strict=True):
+        stderr = proc.stderr.read().decode(errors="replace").strip()
+        proc.stderr.close()
+        if proc.wait() != 0:
+            errors.append("%s exited %s: %s" % (os.path.basename(argv[0]), proc.returncode, stderr))
+    stdin.close()
+    if errors:
+        raise BackupError("; ".join(errors))
+    return size, digest.hexdigest()
+
+
+class Tools:
+    """Paths of the external programs a backup or restore uses (resolved by the caller)."""
+
+    def __init__(self, *, tar="tar", zstd="zstd", age=None, promtool=None, zstd_level=3, zstd_threads=0):
+        self.tar = tar
+        self.zstd = zstd
+        self.age = age
+        self.promtool = promtool
+        self.zstd_level = zstd_level
+        self.zstd_threads = zstd_threads
+
+    def compress(self):
+        return [self.zstd, "-q", "-c", "-%d" % self.zstd_level, "-T%d" % self.zstd_threads]
+
+    def encrypt(self, recipients):
+        argv = [self.age, "--encrypt"]
+        for recipient in recipients:
+            argv += ["--recipient", recipient]
+        return argv
+
+    def versions(self, with_age):
+        versions = {
+            "python_sqlite": sqlite3.sqlite_version,
+            "tar": tool_version([self.tar, "--version"]),
+            "zstd": tool_version([self.zstd, "--version"]),
+        }
+        if with_age:
+            versions["age"] = tool_version([self.age, "--version"])
+        return versions
+
+
+def archive_dir(src, dest, tools, recipients=()):
+    """tar | zstd [| age] of a directory's contents into dest; returns (size, sha256)."""
+    commands = [[tools.tar, "--create", "--file=-", "--numeric-owner", "--sparse", "-C", src, "."], tools.compress()]
+    if recipients:
+        commands.append(tools.encrypt(recipients))
+    return _pipeline(commands, dest)
+
+
+def encrypt_file(path, tools, recipients):
+    """Replace path by its age-encrypted form path + '.age'; returns the new path."""
+    dest = path + ".age"
+    with open(path, "rb") as src:
+        proc = subprocess.run(
+            [*tools.encrypt(recipients), "--output", dest], stdin=src, capture_output=True, env=ENV, check=False
+        )
+    if proc.returncode != 0:
+        raise BackupError("age could not encrypt %s: %s" % (path, proc.stderr.decode(errors="replace").strip()))
+    os.chmod(dest, 0o600)
+    os.unlink(path)
+    return dest
+
+
+# ---------------------------------------------------------------------------- prometheus
+
+
+def _http_json(url, method="GET", timeout=60):
+    request = urllib.request.Request(url, method=method)  # noqa: S310 - the URL is the configured Prometheus
+    with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310
+        return json.loads(response.read().decode())
+
+
+def prometheus_snapshot(url, data_dir, timeout=300):
+    """Ask Prometheus for a TSDB snapshot; returns the snapshot's directory on disk."""
+    endpoint = url.rstrip("/") + "/api/v1/admin/tsdb/snapshot"
+    try:
+        answer = _http_json(endpoint, method="POST", timeout=timeout)
+    except urllib.error.HTTPError as exc:
+        hint = " Start Prometheus with --web.enable-admin-api." if exc.code in (404, 405) else ""
+        raise BackupError("Prometheus snapshot at %s failed: HTTP %s.%s" % (endpoint, exc.code, hint)) from None
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        raise BackupError("Prometheus snapshot at %s failed: %s. Is Prometheus running?" % (endpoint, exc)) from None
+    name = (answer.get("data") or {}).get("name")
+    if answer.get("status") != "success" or not name:
+        raise BackupError("Prometheus snapshot at %s answered %s" % (endpoint, answer))
+    path = os.path.join(data_dir, "snapshots", name)
+    if not os.path.isdir(path):
+        raise BackupError(
+            "Prometheus made snapshot %s but %s does not exist: prometheus_data_dir must be the "
+            "directory Prometheus writes (its --storage.tsdb.path) as seen from this host." % (name, path)
+        )
+    return path
+
+
+def prometheus_version(url):
+    with contextlib.suppress(urllib.error.URLError, OSError, ValueError):
+        return (_http_json(url.rstrip("/") + "/api/v1/status/buildinfo", timeout=10).get("data") or {}).get("version")
+    return None
+
+
+# ---------------------------------------------------------------------------- backup
+
+
+def _entry(backup_path, path, kind, restore_to):
+    rel = os.path.relpath(path, backup_path)
+    return {
+        "path": rel,
+        "size": os.path.getsize(path),
+        "sha256": sha256_file(path),
+        "kind": kind,
+        "restore_to": restore_to,
+    }
+
+
+def _component_dir(tmp, name):
+    path = os.path.join(tmp, name)
+    _private_dir(path)
+    return path
+
+
+def _backup_sqlite(tmp, name, src, tools, recipients):
+    dest = os.path.join(_component_dir(tmp, name), os.path.basename(src))
+    sqlite_online_copy(src, dest)
+    os.chmod(dest, 0o600)
+    if recipients:
+        dest = encrypt_file(dest, tools, recipients)
+    return [_entry(tmp, dest, "sqlite", src)]
+
+
+def _backup_files(tmp, name, sources, tools, recipients):
+    entries = []
+    directory = _component_dir(tmp, name)
+    for src in sources:
+        dest = os.path.join(directory, os.path.basename(src))
+        shutil.copyfile(src, dest)
+        os.chmod(dest, 0o600)
+        if recipients:
+            dest = encrypt_file(dest, tools, recipients)
+        entries.append(_entry(tmp, dest, "file", src))
+    return entries
+
+
+def _backup_archive(tmp, name, src, file_name, *, tools, recipients):
+    dest = os.path.join(_component_dir(tmp, name), file_name + (".tar.zst.age" if recipients else ".tar.zst"))
+    size, digest = archive_dir(src, dest, tools, recipients)
+    return {"path": os.path.relpath(dest, tmp), "size": size, "sha256": digest, "kind": "tar.zst"}
+
+
+def _volume_file_name(path):
+    return "volume-" + re.sub(r"[^A-Za-z0-9._-]+", "_", path.strip("/")) or "root"
+
+
+def resolve_source(path):
+    """A configured source path, which may be a glob (local-path volume names carry a PVC UID).
+
+    Returns (path or None, reason when None)."""
+    if not path:
+        return None, "no source configured"
+    if not any(ch in path for ch in "*?["):
+        return path, None
+    matches = sorted(glob.glob(path))
+    if len(matches) == 1:
+        return matches[0], None
+    if not matches:
+        return None, "nothing matches"
+    return None, "%d paths match (%s); set the exact path" % (len(matches), ", ".join(matches))
+
+
+def plan_sources(config):
+    """Which components have a source on this host: (present {name: source}, missing [..])."""
+    present, missing = {}, []
+    wanted = config.get("components", list(COMPONENTS))
+    for name in wanted:
+        if name not in COMPONENTS:
+            raise BackupError("Unknown backup component %r; choose from %s." % (name, ", ".join(COMPONENTS)))
+    checks = {
+        "k3s_datastore": config.get("k3s_datastore", "/var/lib/rancher/k3s/server/db/state.db"),
+        "k3s_token": config.get("k3s_token", "/var/lib/rancher/k3s/server/token"),
+        "k3s_config": config.get("k3s_config", "/etc/rancher/k3s/config.yaml"),
+        "grafana": config.get("grafana_db"),
+        "prometheus": config.get("prometheus_data_dir"),
+    }
+    for name in wanted:
+        if name == "volumes":
+            for path in config.get("volumes", []):
+                if os.path.isdir(path):
+                    present.setdefault("volumes", []).append(path)
+                else:
+                    missing.append({"component": "volumes", "source": path, "reason": "directory not found"})
+            continue
+        source, reason = resolve_source(checks[name])
+        if not source:
+            missing.append({"component": name, "source": checks[name], "reason": reason})
+        elif name == "prometheus" and not os.path.isdir(source):
+            missing.append({"component": name, "source": source, "reason": "directory not found"})
+        elif name != "prometheus" and not os.path.isfile(source):
+            missing.append({"component": name, "source": source, "reason": "file not found"})
+        else:
+            present[name] = source
+    return present, missing
+
+
+def _lock(backup_dir):
+    handle = open(os.path.join(backup_dir, LOCK), "a")  # noqa: SIM115 - held for the whole run
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        handle.close()
+        raise BackupError(
+            "Another backup is running in %s (its lock %s is held); wait for it to finish." % (backup_dir, LOCK)
+        ) from None
+    return handle
+
+
+def remove_stale_tmp(backup_dir):
+    """Remove .tmp-* directories left by interrupted runs (called with the lock held)."""
+    removed = []
+    for name in os.listdir(backup_dir):
+        if name.startswith(TMP_PREFIX):
+            shutil.rmtree(os.path.join(backup_dir, name), ignore_errors=True)
+            removed.append(name)
+    return removed
+
+
+def _back_up_component(tmp, name, source, config, *, tools, recipients):
+    """Write one component into tmp; returns (entries, extra manifest fields)."""
+    if name == "k3s_datastore":
+        return _backup_sqlite(tmp, name, source, tools, recipients), {}
+    if name == "grafana":
+        return _backup_sqlite(tmp, name, source, tools, recipients), {}
+    if name == "k3s_token":
+        return _backup_files(tmp, name, [source], tools, recipients), {}
+    if name == "k3s_config":
+        extra = [
+            os.path.join(os.path.dirname(source), f)
+            for f in ("registries.yaml",)
+            if os.path.isfile(os.path.join(os.path.dirname(source), f))
+        ]
+        return _backup_files(tmp, name, [source, *extra], tools, recipients), {}
+    if name == "prometheus":
+        url = config.get("prometheus_url", "http://127.0.0.1:9090")
+        started = time.monotonic()
+        snapshot = prometheus_snapshot(url, source)
+        snapshot_seconds = time.monotonic() - started
+        try:
+            entry = _backup_archive(tmp, name, snapshot, "tsdb-snapshot", tools=tools, recipients=recipients)
+        finally:
+            # A snapshot is hard links into the live TSDB; left behind it pins disk space.
+            shutil.rmtree(snapshot, ignore_errors=True)
+        entry["restore_to"] = source
+        return [entry], {"prometheus_version": prometheus_version(url), "snapshot_seconds": round(snapshot_seconds, 3)}
+    entries = []
+    for path in source:
+        entry = _backup_archive(tmp, name, path, _volume_file_name(path), tools=tools, recipients=recipients)
+        entry["restore_to"] = path
+        entries.append(entry)
+    return entries, {}
+
+
+def take_backup(config, tools, now=None):
+    """Take one backup. Returns the result dict; raises BackupError (nothing is left marked complete).
+
+    config keys: backup_dir, components, k3s_datastore, k3s_token, k3s_config, grafana_db,
+    prometheus_url, prometheus_data_dir, volumes, age_recipients, required_components.
+    """
+    started = time.monotonic()
+    now = now or utcnow()
+    backup_dir = config["backup_dir"]
+    recipients = list(config.get("age_recipients") or [])
+    if recipients and not tools.age:
+        raise BackupError("age_recipients is set but the age binary was not found; install age.")
+    _private_dir(backup_dir)
+    present, missing = plan_sources(config)
+    required_missing = [m for m in missing if m["component"] in (config.get("required_components") or [])]
+    if required_missing:
+        raise BackupError(
+            "Required backup components have no source: %s. Fix the paths or remove them from required_components."
+            % "; ".join("%s (%s: %s)" % (m["component"], m["source"], m["reason"]) for m in required_missing)
+        )
+    if not present:
+        raise BackupError(
+            "Nothing to back up: no component has a source on this host (%s)."
+            % "; ".join("%s: %s %s" % (m["component"], m["source"], m["reason"]) for m in missing)
+        )
+    name = backup_name(now)
+    final = os.path.join(backup_dir, name)
+    lock = _lock(backup_dir)
+    tmp = None
+    try:
+        stale = remove_stale_tmp(backup_dir)
+        if os.path.exists(final):
+            raise BackupError("Backup %s already exists; run again a second later." % final)
+        tmp = os.path.join(backup_dir, "%s%s-%d" % (TMP_PREFIX, name, os.getpid()))
+        os.mkdir(tmp, 0o700)
+        components = []
+        for cname in COMPONENTS:
+            if cname not in present:
+                continue
+            try:
+                entries, extra = _back_up_component(
+                    tmp, cname, present[cname], config, tools=tools, recipients=recipients
+                )
+            except OSError as exc:
+                raise BackupError("Backing up %s failed: %s" % (cname, _os_error(exc, backup_dir))) from exc
+            components.append({"name": cname, "source": present[cname], "files": entries, **extra})
+        manifest = {
+            "format": FORMAT,
+            "created": now.isoformat().replace("+00:00", "Z"),
+            "name": name,
+            "host": socket.gethostname(),
+            "components": components,
+            "missing": missing,
+            "encryption": {"tool": "age", "recipients": recipients} if recipients else None,
+            "tools": tools.versions(bool(recipients)),
+        }
+        manifest["size_bytes"] = sum(f["size"] for c in components for f in c["files"])
+        _write_manifest(tmp, manifest)
+        _sync_tree(tmp)
+        os.rename(tmp, final)
+        tmp = None
+        fsync_path(backup_dir)
+    except OSError as exc:
+        raise BackupError("Writing the backup failed: %s" % _os_error(exc, backup_dir)) from exc
+    finally:
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
+        lock.close()
+    return {
+        "path": final,
+        "name": name,
+        "created": manifest["created"],
+        "size_bytes": manifest["size_bytes"],
+        "duration_seconds": round(time.monotonic() - started, 3),
+        "components": [c["name"] for c in components],
+        "missing": missing,
+        "stale_removed": stale,
+        "manifest": manifest,
+    }
+
+
+def _os_error(exc, backup_dir):
+    if exc.errno == errno.ENOSPC:
+        return "%s: no space left on the filesystem of %s; free space or move odin_backup_dir." % (exc, backup_dir)
+    return str(exc)
+
+
+def _write_manifest(directory, manifest):
+    path = os.path.join(directory, MANIFEST)
+    data = (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode()
+    with open(path, "xb") as handle:
+        os.chmod(path, 0o600)
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+    sum_path = os.path.join(directory, MANIFEST_SUM)
+    with open(sum_path, "x") as handle:
+        os.chmod(sum_path, 0o600)
+        handle.write("%s  %s\n" % (hashlib.sha256(data).hexdigest(), MANIFEST))
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def _sync_tree(root):
+    for dirpath, _dirs, files in os.walk(root, topdown=False):
+        for name in files:
+            fsync_path(os.path.join(dirpath, name))
+        fsync_path(dirpath)
+
+
+# ---------------------------------------------------------------------------- listing and retention
+
+
+def list_backups(backup_dir):
+    """Complete backups, newest first: [(name, created datetime)]. .tmp-* never counts."""
+    try:
+        names = os.listdir(backup_dir)
+    except FileNotFoundError:
+        return []
+    found = [(n, parse_name(n)) for n in names if os.path.isdir(os.path.join(backup_dir, n))]
+    return sorted(((n, t) for n, t in found if t is not None), key=lambda item: item[1], reverse=True)
+
+
+def retention(backups, keep_daily, keep_weekly):
+    """Split backups (newest first, as list_backups returns) into (keep, delete) name lists.
+
+    Keeps the newest backup of each of the keep_daily most recent days that have one, and the
+    newest of each of the keep_weekly most recent ISO weeks that have one. The newest backup is
+    always kept.
+    """
+    keep = set()
+    if backups:
+        keep.add(backups[0][0])
+    days, weeks = [], []
+    for name, created in backups:
+        day = created.date()
+        if day not in days:
+            days.append(day)
+            if len(days) <= keep_daily:
+                keep.add(name)
+        week = created.isocalendar()[:2]
+        if week not in weeks:
+            weeks.append(week)
+            if len(weeks) <= keep_weekly:
+                keep.add(name)
+    kept = [n for n, _ in backups if n in keep]
+    deleted = [n for n, _ in backups if n not in keep]
+    return kept, deleted
+
+
+def prune(backup_dir, keep_daily, keep_weekly, dry_run=False):
+    kept, deleted = retention(list_backups(backup_dir), keep_daily, keep_weekly)
+    if not dry_run:
+        for name in deleted:
+            shutil.rmtree(os.path.join(backup_dir, name))
+        if deleted:
+            fsync_path(backup_dir)
+    return kept, deleted
+
+
+# ---------------------------------------------------------------------------- metrics
+
+METRIC_HELP = {
+    "odin_backup_last_success_timestamp_seconds": "Unix time of the last successful ODIN backup.",
+    "odin_backup_last_run_timestamp_seconds": "Unix time of the last ODIN backup attempt.",
+    "odin_backup_last_success": "1 if the last ODIN backup attempt succeeded, else 0.",
+    "odin_backup_last_size_bytes": "Size in bytes of the last successful ODIN backup.",
+    "odin_backup_last_duration_seconds": "Duration in seconds of the last ODIN backup attempt.",
+}
+METRICS_FILE = "odin_backup.prom"
+
+
+def read_metrics(path):
+    values = {}
+    with contextlib.suppress(FileNotFoundError), open(path) as handle:
+        for line in handle:
+            parts = line.split()
+            if len(parts) == 2 and parts[0] in METRIC_HELP:
+                with contextlib.suppress(ValueError):
+                    values[parts[0]] = float(parts[1])
+    return values
+
+
+def render_metrics(values):
+    lines = []
+    for name, help_text in METRIC_HELP.items():
+        if name not in values:
+            continue
+        lines += ["# HELP %s %s" % (name, help_text), "# TYPE %s gauge" % name, "%s %s" % (name, _num(values[name]))]
+    return "\n".join(lines) + "\n"
+
+
+def _num(value):
+    return str(int(value)) if float(value).is_integer() else repr(float(value))
+
+
+def write_metrics(textfile_dir, success, run_time, duration, size_bytes=None):
+    """Write the textfile collector metrics atomically (0644); keeps the last success on failure."""
+    path = os.path.join(textfile_dir, METRICS_FILE)
+    values = read_metrics(path)
+    values["odin_backup_last_run_timestamp_seconds"] = int(run_time)
+    values["odin_backup_last_success"] = 1 if success else 0
+    values["odin_backup_last_duration_seconds"] = round(duration, 3)
+    if success:
+        values["odin_backup_last_success_timestamp_seconds"] = int(run_time)
+        values["odin_backup_last_size_bytes"] = int(size_bytes or 0)
+    # The collector reads only *.prom, so the temporary name is never scraped half-written.
+    tmp = os.path.join(textfile_dir, ".%s.%d.tmp" % (METRICS_FILE, os.getpid()))
+    with open(tmp, "w") as handle:
+        handle.write(render_metrics(values))
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.chmod(tmp, 0o644)
+    os.rename(tmp, path)
+    return values
+
+
+# ---------------------------------------------------------------------------- verify and restore
+
+
+def resolve_backup(backup_dir, backup):
+    """A backup given as 'latest', a name, or a path -> its directory."""
+    if backup in (None, "", "latest"):
+        backups = list_backups(backup_dir)
+        if not backups:
+            raise BackupError("No complete backup in %s to restore." % backup_dir)
+        return os.path.join(backup_dir, backups[0][0])
+    path = backup if os.path.isabs(backup) else os.path.join(backup_dir, backup)
+    if os.path.basename(path.rstrip("/")).startswith(TMP_PREFIX):
+        raise BackupError("%s is an incomplete backup (.tmp-*) and cannot be restored." % path)
+    if not os.path.isdir(path):
+        raise BackupError("Backup %s does not exist." % path)
+    return path
+
+
+def load_manifest(path):
+    """Read and check a backup's manifest against its recorded checksum; raises BackupError."""
+    manifest_path = os.path.join(path, MANIFEST)
+    try:
+        with open(manifest_path, "rb") as handle:
+            data = handle.read()
+    except OSError as exc:
+        raise BackupError(
+            "Backup %s has no readable %s (%s): it is not a complete backup." % (path, MANIFEST, exc)
+        ) from None
+    try:
+        with open(os.path.join(path, MANIFEST_SUM)) as handle:
+            recorded = handle.read().split()[0]
+    except (OSError, IndexError):
+        raise BackupError("Backup %s has no %s, so its manifest cannot be trusted." % (path, MANIFEST_SUM)) from None
+    if hashlib.sha256(data).hexdigest() != recorded:
+        raise BackupError("The manifest of %s does not match its recorded sha256: it was altered or damaged." % path)
+    try:
+        manifest = json.loads(data)
+    except ValueError as exc:
+        raise BackupError("The manifest of %s is not valid JSON: %s" % (path, exc)) from None
+    if manifest.get("format") != FORMAT or not isinstance(manifest.get("components"), list):
+        raise BackupError(
+            "The manifest of %s has format %r; this collection reads format %d."
+            % (path, manifest.get("format"), FORMAT)
+        )
+    for component in manifest["components"]:
+        for entry in component.get("files", []):
+            if not _safe_relpath(entry.get("path", "")):
+                raise BackupError("The manifest of %s names a file outside the backup: %r" % (path, entry.get("path")))
+    return manifest
+
+
+def verify_backup(path, manifest):
+    """Every file the manifest lists exists with its size and sha256. Returns a list of problems."""
+    problems = []
+    for component in manifest["components"]:
+        for entry in component["files"]:
+            file_path = os.path.join(path, entry["path"])
+            if not os.path.isfile(file_path):
+                problems.append("%s: missing" % entry["path"])
+                continue
+            size = os.path.getsize(file_path)
+            if size != entry["size"]:
+                problems.append("%s: size %d, manifest says %d" % (entry["path"], size, entry["size"]))
+                continue
+            digest = sha256_file(file_path)
+            if digest != entry["sha256"]:
+                problems.append("%s: sha256 %s, manifest says %s" % (entry["path"], digest, entry["sha256"]))
+    return problems
+
+
+def select_components(manifest, wanted):
+    available = [c["name"] for c in manifest["components"]]
+    if not wanted:
+        return [c for c in manifest["components"]]
+    unknown = [w for w in wanted if w not in available]
+    if unknown:
+        raise BackupError(
+            "The backup holds no %s; it holds %s." % (", ".join(unknown), ", ".join(available) or "nothing")
+        )
+    return [c for c in manifest["components"] if c["name"] in wanted]
+
+
+def _destination(entry, component, target_root, destinations):
+    if target_root:
+        base = os.path.basename(entry["restore_to"].rstrip("/")) or component["name"]
+        return os.path.join(target_root, component["name"], base)
+    return destinations.get(component["name"], {}).get(entry["restore_to"], entry["restore_to"])
+
+
+def plan_restore(path, manifest, components, target_root=None, destinations=None):
+    """What a restore would change: [{component, file, destination, action}]; reads only."""
+    destinations = destinations or {}
+    encrypted = bool(manifest.get("encryption"))
+    plan = []
+    for component in components:
+        for entry in component["files"]:
+            dest = _destination(entry, component, target_root, destinations)
+            if entry["kind"] == "tar.zst":
+                action = "replace directory" if os.path.isdir(dest) and os.listdir(dest) else "create directory"
+            elif not os.path.exists(dest):
+                action = "create"
+            elif not encrypted and entry["kind"] == "file" and sha256_file(dest) == entry["sha256"]:
+                action = "unchanged"
+            else:
+                action = "replace"
+            plan.append({"component": component["name"], "file": entry["path"], "destination": dest, "action": action})
+    return plan
+
+
+def _decrypted(src, tools, identity, workdir):
+    """Path of a plaintext copy of an age-encrypted file (written into workdir)."""
+    if not src.endswith(".age"):
+        return src
+    if not identity:
+        raise BackupError("The backup is encrypted with age; give the identity file (age_identity) to restore it.")
+    dest = os.path.join(workdir, os.path.basename(src)[: -len(".age")])
+    proc = subprocess.run(
+        [tools.age, "--decrypt", "--identity", identity, "--output", dest, src],
+        capture_output=True,
+        env=ENV,
+        check=False,
+    )
+    if proc.returncode != 0:
+        raise BackupError("age could not decrypt %s: %s" % (src, proc.stderr.decode(errors="replace").strip()))
+    return dest
+
+
+def _move_aside(dest, stamp):
+    if os.path.lexists(dest):
+        aside = "%s.pre-restore-%s" % (dest, stamp)
+        os.rename(dest, aside)
+        return aside
+    return None
+
+
+def _restore_file(src, dest, kind, stamp):
+    """Put one file in place atomically; the old file and a SQLite's stale WAL/SHM are moved aside."""
+    os.makedirs(os.path.dirname(dest), exist_ok=True)
+    tmp = dest + ".restore-tmp"
+    shutil.copyfile(src, tmp)
+    os.chmod(tmp, 0o600)
+    fsync_path(tmp)
+    aside = [_move_aside(dest, stamp)]
+    if kind == "sqlite":
+        # A WAL left from the replaced database would be replayed into the restored one.
+        aside += [_move_aside(dest + suffix, stamp) for suffix in ("-wal", "-shm")]
+    os.rename(tmp, dest)
+    fsync_path(os.path.dirname(dest))
+    return [a for a in aside if a]
+
+
+def _restore_archive(src, dest, tools, stamp, recipients_identity):
+    staging = dest.rstrip("/") + ".restore-tmp"
+    shutil.rmtree(staging, ignore_errors=True)
+    os.makedirs(staging, mode=0o700)
+    commands = []
+    if src.endswith(".age"):
+        if not recipients_identity:
+            raise BackupError("The backup is encrypted with age; give the identity file (age_identity) to restore it.")
+        commands.append([tools.age, "--decrypt", "--identity", recipients_identity, src])
+        commands.append([tools.zstd, "-q", "-d", "-c"])
+    else:
+        commands.append([tools.zstd, "-q", "-d", "-c", src])
+    commands.append([tools.tar, "--extract", "--file=-", "--numeric-owner", "--same-permissions", "-C", staging])
+    try:
+        _pipeline(commands, None)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    aside = _move_aside(dest.rstrip("/"), stamp)
+    os.rename(staging, dest.rstrip("/"))
+    return [aside] if aside else []
+
+
+def restore(path, components, tools, *, target_root=None, destinations=None, identity=None):
+    """Restore the components' files. The caller verified checksums and stopped what must be stopped."""
+    destinations = destinations or {}
+    stamp = utcnow().strftime(TIME_FORMAT)
+    restored, moved_aside = [], []
+    workdir = os.path.join(target_root or os.path.dirname(path.rstrip("/")), ".restore-work-%d" % os.getpid())
+    os.makedirs(workdir, mode=0o700, exist_ok=True)
+    try:
+        for component in components:
+            for entry in component["files"]:
+                src = os.path.join(path, entry["path"])
+                dest = _destination(entry, component, target_root, destinations)
+                if entry["kind"] == "tar.zst":
+                    moved_aside += _restore_archive(src, dest, tools, stamp, identity)
+                else:
+                    plain = _decrypted(src, tools, identity, workdir)
+                    moved_aside += _restore_file(plain, dest, entry["kind"], stamp)
+                restored.append({"component": component["name"], "destination": dest, "kind": entry["kind"]})
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    return restored, moved_aside
+
+
+def sqlite_check(path):
+    """integrity_check and table row counts of a SQLite file (opened read-only)."""
+    conn = sqlite3.connect("file:%s?mode=ro" % path, uri=True)
+    try:
+        integrity = conn.execute("PRAGMA integrity_check").fetchone()[0]
+        tables = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")]
+        counts = {t: conn.execute('SELECT count(*) FROM "%s"' % t.replace('"', '""')).fetchone()[0] for t in tables}  # noqa: S608
+    finally:
+        conn.close()
+    return {"integrity": integrity, "tables": counts}
+
+
+def tsdb_check(path, promtool):
+    """List the TSDB's blocks with promtool; returns {blocks, series} or raises BackupError."""
+    proc = subprocess.run([promtool, "tsdb", "list", path], capture_output=True, text=True, env=ENV, check=False)
+    if proc.returncode != 0:
+        raise BackupError("promtool cannot read the restored TSDB %s: %s" % (path, proc.stderr.strip()))
+    lines = [line for line in proc.stdout.splitlines()[1:] if line.strip()]
+    series = 0
+    for line in lines:
+        fields = line.split()
+        with contextlib.suppress(IndexError, ValueError):
+            series += int(fields[5])
+    return {"blocks": len(lines), "series": series}
+
+
+def drill(restored, tools):
+    """Check what a restore into a scratch directory produced; returns (report, problems)."""
+    report, problems = [], []
+    for item in restored:
+        dest = item["destination"]
+        if item["kind"] == "sqlite":
+            result = sqlite_check(dest)
+            if result["integrity"] != "ok":
+                problems.append("%s: integrity_check says %s" % (dest, result["integrity"]))
+            report.append({"destination": dest, "check": "sqlite", **result})
+        elif item["component"] == "prometheus":
+            if not tools.promtool:
+                problems.append("%s: promtool not found, the TSDB cannot be checked" % dest)
+                continue
+            try:
+                result = tsdb_check(dest, tools.promtool)
+            except BackupError as exc:
+                problems.append(str(exc))
+                continue
+            if result["blocks"] == 0:
+                problems.append("%s: the restored TSDB holds no block" % dest)
+            report.append({"destination": dest, "check": "tsdb", **result})
+        elif item["kind"] == "tar.zst":
+            count = sum(len(files) for _d, _s, files in os.walk(dest))
+            report.append({"destination": dest, "check": "files", "files": count})
+        else:
+            size = os.path.getsize(dest)
+            if size == 0:
+                problems.append("%s: empty" % dest)
+            report.append({"destination": dest, "check": "file", "size": size})
+    return report, problems

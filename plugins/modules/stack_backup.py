@@ -1,0 +1,287 @@
+#!/usr/bin/python
+# Copyright: ODIN maintainers
+# Apache License 2.0 (see LICENSE)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: stack_backup
+short_description: Take a consistent, checksummed backup of K3s, Prometheus, Grafana and chosen volumes
+version_added: "0.1.0"
+description:
+  - Writes one backup directory C(odin-<YYYYmmddTHHMMSSZ>) under I(backup_dir) per run.
+  - The K3s SQLite datastore and Grafana's SQLite database are copied online with SQLite's
+    backup API (a consistent copy at one committed point while K3s keeps writing), checked
+    with C(PRAGMA integrity_check). The K3s server token is always wanted with the datastore,
+    since the datastore's secrets cannot be read without it.
+  - Prometheus is asked for a TSDB snapshot through its admin API (C(--web.enable-admin-api)),
+    the snapshot is archived with tar and zstd and then removed.
+  - Chosen local-path volume directories are archived with tar and zstd.
+  - The backup is written under C(.tmp-*) and renamed to its final name only when every file,
+    C(manifest.json) (component, files, sizes, sha256, tool versions) and C(manifest.sha256)
+    are written and synced, so an interrupted or failed run (a full disk included) never
+    leaves a backup that looks complete. Directories are 0700, files 0600.
+  - Files are encrypted with C(age) when I(age_recipients) is given.
+  - Components whose source does not exist on the host are listed in C(missing_components)
+    and in the manifest, never dropped silently.
+  - Afterwards keeps the newest backup of each of the last I(keep_daily) days and of each of
+    the last I(keep_weekly) ISO weeks and deletes the others.
+  - With I(textfile_dir) writes the result as Prometheus metrics for node-exporter's textfile
+    collector (C(odin_backup.prom)).
+options:
+  backup_dir:
+    description: Directory holding the backups (created 0700).
+    type: path
+    default: /var/backups/odin
+  components:
+    description: Components to back up.
+    type: list
+    elements: str
+    choices: [k3s_datastore, k3s_token, k3s_config, prometheus, grafana, volumes]
+    default: [k3s_datastore, k3s_token, k3s_config, prometheus, grafana, volumes]
+  required_components:
+    description: Components whose absence fails the backup instead of being reported in C(missing_components).
+    type: list
+    elements: str
+    default: []
+  k3s_datastore:
+    description: K3s' SQLite datastore.
+    type: path
+    default: /var/lib/rancher/k3s/server/db/state.db
+  k3s_token:
+    description: K3s' server token file.
+    type: path
+    default: /var/lib/rancher/k3s/server/token
+  k3s_config:
+    description: K3s' config file; C(registries.yaml) next to it is included when present.
+    type: path
+    default: /etc/rancher/k3s/config.yaml
+  grafana_db:
+    description: Grafana's SQLite database. A glob is accepted when it matches exactly one file.
+    type: str
+    default: /var/lib/rancher/k3s/storage/pvc-*_monitoring_*grafana*/grafana.db
+  prometheus_url:
+    description: Base URL of Prometheus' HTTP API, with the admin API enabled.
+    type: str
+    default: http://127.0.0.1:9090
+  prometheus_data_dir:
+    description:
+      - Prometheus' TSDB directory as seen from this host, where the snapshot appears under C(snapshots/).
+      - A glob is accepted when it matches exactly one directory.
+    type: str
+    default: /var/lib/rancher/k3s/storage/pvc-*_monitoring_prometheus-*/prometheus-db
+  volumes:
+    description: Directories (for example local-path volumes) archived as they are.
+    type: list
+    elements: path
+    default: []
+  age_recipients:
+    description: age public keys; when given every file of the backup is encrypted to them.
+    type: list
+    elements: str
+    default: []
+  keep_daily:
+    description: Days for which the newest backup is kept.
+    type: int
+    default: 7
+  keep_weekly:
+    description: ISO weeks for which the newest backup is kept.
+    type: int
+    default: 4
+  textfile_dir:
+    description: node-exporter textfile collector directory for the result metrics. No metrics when omitted.
+    type: path
+  zstd_level:
+    description: zstd compression level of archives.
+    type: int
+    default: 3
+attributes:
+  check_mode:
+    support: full
+    details: Reports which components would be backed up, which are missing, and which backups retention would delete.
+  diff_mode:
+    support: none
+requirements:
+  - tar and zstd on the host (for Prometheus and volumes), age when encrypting
+author:
+  - ODIN maintainers
+"""
+
+EXAMPLES = r"""
+- name: Back up K3s and the monitoring data now
+  odin.stack.stack_backup:
+    backup_dir: /var/backups/odin
+    required_components: [k3s_datastore, k3s_token]
+    textfile_dir: /var/lib/node_exporter/textfile_collector
+  register: __backup
+
+- name: Say where it went and what was not there
+  ansible.builtin.debug:
+    msg: "{{ __backup.path }} ({{ __backup.size_bytes }} bytes); missing: {{ __backup.missing_components }}"
+
+- name: Encrypted backup of the K3s datastore only, keeping two weeks of dailies
+  odin.stack.stack_backup:
+    components: [k3s_datastore, k3s_token, k3s_config]
+    age_recipients: [age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p]
+    keep_daily: 14
+    keep_weekly: 0
+"""
+
+RETURN = r"""
+path:
+  description: Directory of the new backup.
+  returned: success, not in check mode
+  type: str
+  sample: /var/backups/odin/odin-20261121T031500Z
+name:
+  description: Name of the new backup.
+  returned: success, not in check mode
+  type: str
+  sample: odin-20261121T031500Z
+size_bytes:
+  description: Bytes of all files in the backup.
+  returned: success, not in check mode
+  type: int
+duration_seconds:
+  description: Seconds the backup took.
+  returned: success, not in check mode
+  type: float
+components:
+  description: Components in the backup (in check mode, those that would be).
+  returned: always
+  type: list
+  elements: str
+  sample: [k3s_datastore, k3s_token, k3s_config, prometheus]
+missing_components:
+  description: Components that were asked for but have no source on this host, with the reason.
+  returned: always
+  type: list
+  elements: dict
+  sample:
+    - component: grafana
+      source: /var/lib/rancher/k3s/storage/pvc-*_monitoring_*grafana*/grafana.db
+      reason: nothing matches
+pruned:
+  description: Backups deleted by retention (in check mode, those that would be).
+  returned: always
+  type: list
+  elements: str
+manifest:
+  description: The backup's manifest.json.
+  returned: success, not in check mode
+  type: dict
+metrics:
+  description: Values written to the textfile collector.
+  returned: when textfile_dir is set
+  type: dict
+"""
+
+import time
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.odin.stack.plugins.module_utils import _backup as backup
+
+
+def _config(p):
+    return {
+        "backup_dir": p["backup_dir"],
+        "components": p["components"],
+        "required_components": p["required_components"],
+        "k3s_datastore": p["k3s_datastore"],
+        "k3s_token": p["k3s_token"],
+        "k3s_config": p["k3s_config"],
+        "grafana_db": p["grafana_db"],
+        "prometheus_url": p["prometheus_url"],
+        "prometheus_data_dir": p["prometheus_data_dir"],
+        "volumes": p["volumes"],
+        "age_recipients": p["age_recipients"],
+    }
+
+
+def run_module():
+    module = AnsibleModule(
+        argument_spec=dict(
+            backup_dir=dict(type="path", default="/var/backups/odin"),
+            components=dict(
+                type="list", elements="str", choices=list(backup.COMPONENTS), default=list(backup.COMPONENTS)
+            ),
+            required_components=dict(type="list", elements="str", default=[]),
+            k3s_datastore=dict(type="path", default="/var/lib/rancher/k3s/server/db/state.db"),
+            k3s_token=dict(type="path", default="/var/lib/rancher/k3s/server/token"),
+            k3s_config=dict(type="path", default="/etc/rancher/k3s/config.yaml"),
+            grafana_db=dict(type="str", default="/var/lib/rancher/k3s/storage/pvc-*_monitoring_*grafana*/grafana.db"),
+            prometheus_url=dict(type="str", default="http://127.0.0.1:9090"),
+            prometheus_data_dir=dict(
+                type="str", default="/var/lib/rancher/k3s/storage/pvc-*_monitoring_prometheus-*/prometheus-db"
+            ),
+            volumes=dict(type="list", elements="path", default=[]),
+            age_recipients=dict(type="list", elements="str", default=[]),
+            keep_daily=dict(type="int", default=7),
+            keep_weekly=dict(type="int", default=4),
+            textfile_dir=dict(type="path"),
+            zstd_level=dict(type="int", default=3),
+        ),
+        supports_check_mode=True,
+    )
+    p = module.params
+    unknown = sorted(set(p["required_components"]) - set(backup.COMPONENTS))
+    if unknown:
+        module.fail_json(
+            msg="required_components has %s; choose from %s." % (", ".join(unknown), ", ".join(backup.COMPONENTS))
+        )
+    for name in ("keep_daily", "keep_weekly"):
+        if p[name] < 0:
+            module.fail_json(msg="%s is %s; it must be 0 or more." % (name, p[name]))
+
+    config = _config(p)
+    present, missing = backup.plan_sources(config)
+    result = {"changed": False, "components": sorted(present), "missing_components": missing, "pruned": []}
+
+    if module.check_mode:
+        _kept, would_delete = backup.retention(backup.list_backups(p["backup_dir"]), p["keep_daily"], p["keep_weekly"])
+        result.update(changed=bool(present), pruned=would_delete)
+        module.exit_json(**result)
+
+    tools = backup.Tools(
+        tar=module.get_bin_path("tar", required="prometheus" in present or "volumes" in present) or "tar",
+        zstd=module.get_bin_path("zstd", required="prometheus" in present or "volumes" in present) or "zstd",
+        age=module.get_bin_path("age", required=bool(p["age_recipients"])),
+        zstd_level=p["zstd_level"],
+    )
+    started = time.time()
+    try:
+        taken = backup.take_backup(config, tools)
+    except backup.BackupError as exc:
+        if p["textfile_dir"]:
+            result["metrics"] = backup.write_metrics(p["textfile_dir"], False, started, time.time() - started)
+        module.fail_json(msg="Backup failed, no backup was marked complete: %s" % exc, **result)
+
+    _kept, pruned = backup.prune(p["backup_dir"], p["keep_daily"], p["keep_weekly"])
+    result.update(
+        changed=True,
+        path=taken["path"],
+        name=taken["name"],
+        size_bytes=taken["size_bytes"],
+        duration_seconds=taken["duration_seconds"],
+        components=taken["components"],
+        missing_components=taken["missing"],
+        pruned=pruned,
+        manifest=taken["manifest"],
+    )
+    if p["textfile_dir"]:
+        result["metrics"] = backup.write_metrics(
+            p["textfile_dir"], True, started, taken["duration_seconds"], taken["size_bytes"]
+        )
+    for item in taken["missing"]:
+        module.warn("backup component %s not backed up: %s (%s)" % (item["component"], item["source"], item["reason"]))
+    module.exit_json(**result)
+
+
+def main():
+    run_module()
+
+
+if __name__ == "__main__":
+    main()
