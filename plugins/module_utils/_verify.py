@@ -292,10 +292,11 @@ def eval_network_policies(policy_list, namespace):
     return result("network_policies", PASS, measured, ">= 1", ", ".join(names))
 
 
-def eval_exposure(listeners, ports, service_list, opt_in):
+def eval_exposure(listeners, ports, service_list, opt_in, services_error=None):
     """Nothing listens beyond loopback on the monitoring ports, and no NodePort/LoadBalancer service exists.
 
     listeners: (address, port) pairs of listening TCP sockets (see parse_proc_net_tcp).
+    services_error: why the services could not be listed; the check then fails.
     """
     if opt_in:
         return skipped(
@@ -304,13 +305,18 @@ def eval_exposure(listeners, ports, service_list, opt_in):
     open_ports = sorted({"%s:%d" % (addr, port) for addr, port in listeners if port in ports and not is_loopback(addr)})
     services = sorted(
         "%s/%s (%s)" % (s["metadata"]["namespace"], s["metadata"]["name"], s["spec"]["type"])
-        for s in service_list.get("items") or []
+        for s in (service_list or {}).get("items") or []
         if (s.get("spec") or {}).get("type") in ("NodePort", "LoadBalancer")
     )
     exposed = open_ports + services
     measured = "%d exposed" % len(exposed)
+    problems = []
     if exposed:
-        return result("exposure", FAIL, measured, "0 exposed", "Reachable beyond the laptop: " + ", ".join(exposed))
+        problems.append("Reachable beyond the laptop: " + ", ".join(exposed))
+    if services_error:
+        problems.append("Services not checked: " + services_error)
+    if problems:
+        return result("exposure", FAIL, measured, "0 exposed", "; ".join(problems))
     return result("exposure", PASS, measured, "0 exposed", "ports checked: " + ", ".join(str(p) for p in sorted(ports)))
 
 
@@ -645,11 +651,15 @@ def _by_integration(text, name):
 
 
 def notification_delta(before_text, after_text):
-    """Notifications sent and failed per integration between two scrapes of Alertmanager's /metrics."""
+    """Notification requests sent and failed per integration between two scrapes of Alertmanager's /metrics.
+
+    The per-request counters (Alertmanager 0.21+) count a failed request as soon as it
+    fails; the per-notification ones only once every retry gave up, minutes later.
+    """
     delta = {}
     for name, field in (
-        ("alertmanager_notifications_total", "sent"),
-        ("alertmanager_notifications_failed_total", "failed"),
+        ("alertmanager_notification_requests_total", "sent"),
+        ("alertmanager_notification_requests_failed_total", "failed"),
     ):
         before, after = _by_integration(before_text, name), _by_integration(after_text, name)
         for integration, value in after.items():

@@ -22,8 +22,8 @@ description:
     line logged by the test pod found in Loki within O(ingestion_max_seconds) (the measured delay is the
     time from the line's timestamp to the first query that returns it); the O(watchdog_alertname) alert
     active in Alertmanager; a test alert posted to Alertmanager and delivered by the configured receiver
-    (measured from Alertmanager's C(alertmanager_notifications_total) and
-    C(alertmanager_notifications_failed_total) counters), then resolved.
+    (measured from Alertmanager's C(alertmanager_notification_requests_total) and
+    C(alertmanager_notification_requests_failed_total) counters), then resolved.
   - C(gate4) security. The kubeconfig has no group or other permission bits; Grafana rejects
     C(admin)/C(admin); nothing listens beyond loopback on O(exposure_ports) and no NodePort or
     LoadBalancer service exists (skipped when O(exposure_opt_in)); C(k3s secrets-encrypt status) says
@@ -248,6 +248,9 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.odin.stack.plugins.module_utils import _verify as v
 
+# Seconds to keep watching Alertmanager's counters after the first notification was sent.
+NOTIFICATION_SETTLE_SECONDS = 3
+
 # datetime.UTC needs Python 3.11; Ubuntu 22.04 hosts run 3.10.
 UTC = datetime.timezone.utc  # noqa: UP017
 
@@ -355,7 +358,7 @@ class Verifier:
 
     def _no_kubectl(self, checks):
         for check in K8S_CHECKS & set(checks):
-            if check == "gpu_allocatable" and not self.p["gpu_resolved"]:
+            if check == "exposure" or (check == "gpu_allocatable" and not self.p["gpu_resolved"]):
                 continue
             self.results[check] = v.result(
                 check,
@@ -419,18 +422,24 @@ class Verifier:
         )
 
     def check_exposure(self):
-        def evaluate():
-            listeners = []
-            for path, ipv6 in (("/proc/net/tcp", False), ("/proc/net/tcp6", True)):
+        listeners = []
+        for path, ipv6 in (("/proc/net/tcp", False), ("/proc/net/tcp6", True)):
+            try:
+                with open(path, encoding="ascii") as handle:
+                    listeners += v.parse_proc_net_tcp(handle.read(), ipv6)
+            except OSError:
+                continue
+        services, error = {}, None
+        if not self.p["exposure_opt_in"]:
+            if self.kubectl is None:
+                error = "neither kubectl nor %s was found" % self.p["k3s_binary"]
+            else:
                 try:
-                    with open(path, encoding="ascii") as handle:
-                        listeners += v.parse_proc_net_tcp(handle.read(), ipv6)
-                except OSError:
-                    continue
-            services = {} if self.p["exposure_opt_in"] else self.kube_json(["get", "services", "--all-namespaces"])
-            return v.eval_exposure(listeners, set(self.p["exposure_ports"]), services, self.p["exposure_opt_in"])
-
-        self.record("exposure", evaluate)
+                    services = self.kube_json(["get", "services", "--all-namespaces"])
+                except (RuntimeError, ValueError) as exc:
+                    error = str(exc)
+        ports = set(self.p["exposure_ports"])
+        self.results["exposure"] = v.eval_exposure(listeners, ports, services, self.p["exposure_opt_in"], error)
 
     def check_kubeconfig_mode(self):
         path = self.p["kubeconfig"]
@@ -570,19 +579,41 @@ class Verifier:
             )
             return
         start = time.monotonic()
-        delta = {}
+        receivers = self._receivers_of(labels["odin_verify_run"])
+        delta, first_sent = {}, None
         while time.monotonic() - start < self.p["notification_timeout"]:
             after = http("GET", base + "/metrics", timeout)
             if after.status == 200:
                 delta = v.notification_delta(before.body.decode("utf-8"), after.body.decode("utf-8"))
-                if delta:
+                if any(d["failed"] for d in delta.values()):
+                    break
+                if delta and first_sent is None:
+                    first_sent = time.monotonic()
+                # A failed attempt is counted after it was sent: give it a moment to show up.
+                if first_sent is not None and time.monotonic() - first_sent >= NOTIFICATION_SETTLE_SECONDS:
                     break
             time.sleep(1)
-        waited = time.monotonic() - start
+        waited = (first_sent or time.monotonic()) - start
         # Resolve the test alert so it does not linger until endsAt.
         alert["endsAt"] = datetime.datetime.now(UTC).isoformat()
         http("POST", base + "/api/v2/alerts", timeout, payload=[alert])
-        self.results["alert_notification"] = v.eval_notification(delta, waited)
+        res = v.eval_notification(delta, waited)
+        if receivers:
+            res["detail"] = ("receiver: %s; " % ", ".join(receivers)) + res["detail"]
+        self.results["alert_notification"] = res
+
+    def _receivers_of(self, run_id):
+        """Receivers Alertmanager routed the test alert to (empty when it cannot tell)."""
+        matcher = 'odin_verify_run="%s"' % run_id
+        for _ in range(5):
+            try:
+                alerts = self.get_json("alertmanager_url", "/api/v2/alerts", filter=matcher)
+            except (RuntimeError, ValueError):
+                return []
+            if alerts:
+                return sorted({r.get("name", "?") for a in alerts for r in a.get("receivers") or []})
+            time.sleep(0.5)
+        return []
 
     # -------------------------------------------------------------- test pod
 

@@ -329,9 +329,10 @@ def test_watchdog():
 
 
 def test_parse_metrics():
-    samples = v.parse_metrics(load("am-metrics-before.txt"), "alertmanager_notifications_failed_total")
-    assert ({"integration": "webhook", "reason": "other"}, 1.0) in samples
-    assert len(samples) == 3
+    samples = v.parse_metrics(load("am-metrics-before.txt"), "alertmanager_notification_requests_failed_total")
+    assert samples == [({"integration": "email"}, 0.0), ({"integration": "webhook"}, 1.0)]
+    labelled = v.parse_metrics('m{a="x\\"y",b="2"} 3.5\nm 1e3\n', "m")
+    assert labelled == [({"a": 'x\\"y', "b": "2"}, 3.5), ({}, 1000.0)]
 
 
 @pytest.mark.parametrize(
@@ -339,7 +340,7 @@ def test_parse_metrics():
     [
         ("am-metrics-before.txt", {}, "fail"),
         ("am-metrics-delivered.txt", {"webhook": {"sent": 1, "failed": 0}}, "pass"),
-        ("am-metrics-failed.txt", {"webhook": {"sent": 1, "failed": 1}}, "fail"),
+        ("am-metrics-failed.txt", {"webhook": {"sent": 2, "failed": 1}}, "fail"),
     ],
 )
 def test_notification(after, delta, status):
