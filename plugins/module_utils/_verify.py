@@ -203,7 +203,7 @@ def eval_gpu_host(gpu_resolved, gpu_result):
         return result("gpu_host", FAIL, None, ">= 1 GPU", "No odin.stack.gpu_validate result was passed in.")
     gpus = gpu_result.get("gpus") or []
     driver = gpu_result.get("driver_version")
-    names = ", ".join(sorted({str(g.get("name", "?")) for g in gpus}))
+    names = ", ".join(sorted({str(g.get("product_name") or g.get("name") or "?") for g in gpus}))
     measured = "%d GPU(s)%s%s" % (len(gpus), ": " + names if names else "", ", driver " + driver if driver else "")
     failed = gpu_result.get("failed_checks") or []
     if not gpus or failed or gpu_result.get("failed"):

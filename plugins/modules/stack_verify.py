@@ -304,6 +304,12 @@ class Verifier:
         self.env = {"LC_ALL": "C", "LANG": "C"}
         self.results = {}
         self.kubectl = self._kubectl()
+        self.kube_error = None
+        if self.kubectl is None:
+            self.kube_error = "Neither kubectl nor %s was found: run the k3s layer first." % self.p["k3s_binary"]
+        elif not os.path.exists(self.p["kubeconfig"]):
+            self.kube_error = "The kubeconfig %s does not exist: run the k3s layer first." % self.p["kubeconfig"]
+            self.kubectl = None
         self._k8s_cache = {}
 
     # -------------------------------------------------------------- helpers
@@ -365,7 +371,7 @@ class Verifier:
                 v.FAIL,
                 None,
                 None,
-                "Neither kubectl nor %s was found: run the k3s layer first." % self.p["k3s_binary"],
+                self.kube_error,
             )
 
     def run(self, checks):
@@ -432,7 +438,7 @@ class Verifier:
         services, error = {}, None
         if not self.p["exposure_opt_in"]:
             if self.kubectl is None:
-                error = "neither kubectl nor %s was found" % self.p["k3s_binary"]
+                error = self.kube_error
             else:
                 try:
                     services = self.kube_json(["get", "services", "--all-namespaces"])
@@ -745,7 +751,10 @@ def run_module():
             grafana_url=dict(type="str", default="http://127.0.0.1:3000"),
             loki_url=dict(type="str", default="http://127.0.0.1:3100"),
             grafana_user=dict(type="str", default="admin"),
-            grafana_password_file=dict(type="path", default="/var/lib/odin/secrets/grafana-admin-password"),
+            # A path, not the secret: the password itself is read from the file and never returned.
+            grafana_password_file=dict(
+                type="path", default="/var/lib/odin/secrets/grafana-admin-password", no_log=False
+            ),
             dashboard_max_seconds=dict(type="float", default=2.0),
             min_data_age_hours=dict(type="float", default=24),
             loki_label=dict(type="str", default="namespace"),

@@ -76,7 +76,7 @@ def test_gpu_allocatable(fixture, resolved, status, measured):
 
 GPU_OK = {
     "changed": False,
-    "gpus": [{"index": 0, "name": "NVIDIA GeForce RTX 4090 Laptop GPU", "temperature": 45}],
+    "gpus": [{"index": 0, "product_name": "NVIDIA GeForce RTX 4090 Laptop GPU", "temperature": 45}],
     "driver_version": "550.127.05",
     "failed_checks": [],
 }
