@@ -34,6 +34,7 @@ import shutil
 import socket
 import sqlite3
 import subprocess
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -142,6 +143,33 @@ def sqlite_online_copy(src, dest):
         raise BackupError("The copy of SQLite database %s failed integrity_check: %s" % (src, result))
 
 
+def _drain(source, dest):
+    """Read a pipe to its end; write it to a new file dest (0600, fsynced) unless dest is None.
+
+    os.read returns what the pipe holds instead of waiting for a full chunk, so hashing and
+    writing here overlap with compression upstream rather than stalling it.
+    Returns (size, sha256 hex).
+    """
+    digest = hashlib.sha256()
+    size = 0
+    out = None if dest is None else os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        while chunk := os.read(source, CHUNK):
+            size += len(chunk)
+            if out is None:
+                continue
+            digest.update(chunk)
+            view = memoryview(chunk)
+            while view:
+                view = view[os.write(out, view) :]
+        if out is not None:
+            os.fsync(out)
+    finally:
+        if out is not None:
+            os.close(out)
+    return size, digest.hexdigest()
+
+
 def _pipeline(commands, dest, cwd=None):
     """Run commands piped into each other; hash and write the last one's stdout to dest.
 
@@ -152,47 +180,41 @@ def _pipeline(commands, dest, cwd=None):
     procs = []
     stdin = None
     for argv in commands:
-        proc = subprocess.Popen(argv, stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=cwd, env=ENV)
+        # stderr goes to a file: a chatty tool must not block on a full stderr pipe nobody reads yet.
+        errfile = tempfile.TemporaryFile()  # noqa: SIM115 - closed below
+        proc = subprocess.Popen(argv, stdin=stdin, stdout=subprocess.PIPE, stderr=errfile, cwd=cwd, env=ENV)
+        proc.errfile = errfile
         if stdin is not None:
             stdin.close()  # the next process owns the read end now
         stdin = proc.stdout
         procs.append(proc)
-    digest = hashlib.sha256()
-    size = 0
     try:
-        if dest is None:
-            while chunk := stdin.read(CHUNK):
-                size += len(chunk)
-        else:
-            with open(dest, "xb", buffering=0) as out:
-                os.chmod(dest, 0o600)
-                while chunk := stdin.read(CHUNK):
-                    digest.update(chunk)
-                    out.write(chunk)
-                    size += len(chunk)
-                os.fsync(out.fileno())
+        size, digest = _drain(stdin.fileno(), dest)
     except BaseException:
         for proc in procs:
             proc.kill()
         for proc in procs:
             proc.wait()
+            proc.errfile.close()
         raise
     errors = []
     for argv, proc in zip(commands, procs, strict=True):
-        stderr = proc.stderr.read().decode(errors="replace").strip()
-        proc.stderr.close()
-        if proc.wait() != 0:
+        rc = proc.wait()
+        proc.errfile.seek(0)
+        stderr = proc.errfile.read().decode(errors="replace").strip()
+        proc.errfile.close()
+        if rc != 0:
             errors.append("%s exited %s: %s" % (os.path.basename(argv[0]), proc.returncode, stderr))
     stdin.close()
     if errors:
         raise BackupError("; ".join(errors))
-    return size, digest.hexdigest()
+    return size, digest
 
 
 class Tools:
     """Paths of the external programs a backup or restore uses (resolved by the caller)."""
 
-    def __init__(self, *, tar="tar", zstd="zstd", age=None, promtool=None, zstd_level=3, zstd_threads=0):
+    def __init__(self, *, tar="tar", zstd="zstd", age=None, promtool=None, zstd_level=3, zstd_threads=1):
         self.tar = tar
         self.zstd = zstd
         self.age = age
@@ -222,7 +244,7 @@ class Tools:
 
 def archive_dir(src, dest, tools, recipients=()):
     """tar | zstd [| age] of a directory's contents into dest; returns (size, sha256)."""
-    commands = [[tools.tar, "--create", "--file=-", "--numeric-owner", "--sparse", "-C", src, "."], tools.compress()]
+    commands = [[tools.tar, "--create", "--file=-", "--numeric-owner", "-C", src, "."], tools.compress()]
     if recipients:
         commands.append(tools.encrypt(recipients))
     return _pipeline(commands, dest)
