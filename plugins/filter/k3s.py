@@ -1,0 +1,80 @@
+# Copyright: ODIN maintainers
+# Apache License 2.0 (see LICENSE)
+"""Filters used by the k3s and helm roles; the logic lives in module_utils/_k3s.py."""
+
+from __future__ import annotations
+
+import base64
+import posixpath
+
+from ansible.errors import AnsibleFilterError
+
+from ansible_collections.odin.stack.plugins.module_utils import _k3s
+
+
+def k3s_version_valid(version):
+    """True when `version` looks like v1.34.2+k3s1."""
+    try:
+        _k3s.parse_version(version)
+    except ValueError:
+        return False
+    return True
+
+
+def k3s_version_compare(left, right):
+    """-1, 0 or 1 as K3s release `left` is older than, equal to or newer than `right`."""
+    try:
+        return _k3s.compare_versions(left, right)
+    except ValueError as exc:
+        raise AnsibleFilterError(str(exc)) from exc
+
+
+def k3s_version_from_output(output):
+    """The release version printed by `k3s --version` ('' when none)."""
+    return _k3s.version_from_output(output) or ""
+
+
+def sha256sum_entry(text, name):
+    """The sha256 listed for file `name` in sha256sum-format text ('' when not listed)."""
+    try:
+        return _k3s.checksum_for(text, name)
+    except ValueError as exc:
+        raise AnsibleFilterError(f"checksum list does not parse: {exc}") from exc
+
+
+def k3s_config_problems(config, variable="k3s_config"):
+    """List of problems with a K3s config.yaml dict (empty when it is fine)."""
+    return _k3s.config_problems(config, variable)
+
+
+def odin_newest_backup(entries):
+    """Newest complete ODIN backup (see module_utils/_k3s.py).
+
+    Takes [{name, manifest}] or the results of an ansible.builtin.slurp loop over
+    <backup>/manifest.json (item.path = the backup directory, content = base64 manifest).
+    """
+    normalised = []
+    for entry in entries or []:
+        if "item" in entry:
+            content = entry.get("content")
+            normalised.append(
+                {
+                    "name": posixpath.basename(str(entry["item"].get("path", "")).rstrip("/")),
+                    "manifest": base64.b64decode(content).decode("utf-8", "replace") if content else None,
+                }
+            )
+        else:
+            normalised.append(entry)
+    return _k3s.newest_backup(normalised)
+
+
+class FilterModule:
+    def filters(self):
+        return {
+            "k3s_version_valid": k3s_version_valid,
+            "k3s_version_compare": k3s_version_compare,
+            "k3s_version_from_output": k3s_version_from_output,
+            "sha256sum_entry": sha256sum_entry,
+            "k3s_config_problems": k3s_config_problems,
+            "odin_newest_backup": odin_newest_backup,
+        }

@@ -1,0 +1,258 @@
+# Copyright: ODIN maintainers
+# Apache License 2.0 (see LICENSE)
+"""Logic behind the k3s role: release versions, checksum lists, config.yaml checks, backup age.
+
+Plain Python with no Ansible imports, so it can be unit-tested on its own; the
+odin.stack k3s filters are thin wrappers around these functions.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import UTC, datetime
+
+VERSION_RE = re.compile(r"^v(\d+)\.(\d+)\.(\d+)\+k3s(\d+)$")
+SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
+CONFIG_KEY_RE = re.compile(r"^[a-z0-9][a-z0-9-]*$")
+BACKUP_DIR_RE = re.compile(r"^odin-(\d{8}T\d{6}Z)$")
+
+# Types of the K3s configuration keys ODIN sets or users commonly set. A key not listed
+# here is passed through as long as its value is a string, number, bool or list of those.
+# Repeatable flags (StringSlice in K3s) are lists so one entry cannot silently replace
+# another; write-kubeconfig-mode must be a string because YAML reads 0600 as the
+# integer 384.
+CONFIG_KEY_TYPES = {
+    "bool": (
+        "secrets-encryption",
+        "cluster-init",
+        "disable-network-policy",
+        "disable-kube-proxy",
+        "disable-cloud-controller",
+        "disable-helm-controller",
+        "disable-apiserver",
+        "disable-scheduler",
+        "disable-controller-manager",
+        "disable-etcd",
+        "embedded-registry",
+        "protect-kernel-defaults",
+        "selinux",
+        "rootless",
+        "prefer-bundled-bin",
+        "flannel-ipv6-masq",
+        "debug",
+    ),
+    "list": (
+        "disable",
+        "node-label",
+        "node-taint",
+        "kubelet-arg",
+        "kube-apiserver-arg",
+        "kube-controller-manager-arg",
+        "kube-scheduler-arg",
+        "kube-proxy-arg",
+        "kube-cloud-controller-manager-arg",
+        "etcd-arg",
+        "tls-san",
+    ),
+    "str": (
+        "write-kubeconfig-mode",
+        "write-kubeconfig",
+        "default-local-storage-path",
+        "data-dir",
+        "node-name",
+        "node-ip",
+        "node-external-ip",
+        "advertise-address",
+        "bind-address",
+        "flannel-backend",
+        "cluster-cidr",
+        "service-cidr",
+        "cluster-dns",
+        "cluster-domain",
+        "server",
+        "token",
+        "token-file",
+        "agent-token",
+        "private-registry",
+        "snapshotter",
+        "container-runtime-endpoint",
+        "resolv-conf",
+    ),
+    "int": (
+        "https-listen-port",
+        "etcd-snapshot-retention",
+    ),
+}
+_TYPE_OF_KEY = {key: kind for kind, keys in CONFIG_KEY_TYPES.items() for key in keys}
+
+
+def parse_version(version):
+    """'v1.34.2+k3s1' -> (1, 34, 2, 1). Raises ValueError on any other shape."""
+    match = VERSION_RE.match(str(version).strip()) if version is not None else None
+    if not match:
+        raise ValueError(f"'{version}' is not a K3s release version like v1.34.2+k3s1")
+    return tuple(int(part) for part in match.groups())
+
+
+def version_from_output(output):
+    """The release version in `k3s --version` output, or None when there is none."""
+    for line in (output or "").splitlines():
+        parts = line.split()
+        if len(parts) >= 3 and parts[0] == "k3s" and parts[1] == "version":
+            try:
+                parse_version(parts[2])
+            except ValueError:
+                return None
+            return parts[2]
+    return None
+
+
+def compare_versions(left, right):
+    """-1, 0 or 1 as release `left` is older than, equal to or newer than `right`."""
+    a, b = parse_version(left), parse_version(right)
+    return (a > b) - (a < b)
+
+
+def parse_checksum_list(text):
+    """Parse sha256sum output ('<hash>  <name>' or '<hash> *<name>') into {name: hash}.
+
+    Blank lines and '#' comments are ignored; any other line that is not a checksum
+    entry raises ValueError, because a list that does not parse cannot be trusted.
+    """
+    entries = {}
+    for number, raw in enumerate((text or "").splitlines(), start=1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        parts = line.split(None, 1)
+        if len(parts) != 2 or not SHA256_RE.match(parts[0].lower()):
+            raise ValueError(f"line {number} is not '<sha256>  <file name>': {raw!r}")
+        name = parts[1].strip().lstrip("*")
+        entries[name] = parts[0].lower()
+    return entries
+
+
+def checksum_for(text, name):
+    """The sha256 recorded for `name` in a sha256sum list ('' when it is not listed)."""
+    return parse_checksum_list(text).get(name, "")
+
+
+def _type_ok(kind, value):
+    if kind == "bool":
+        return isinstance(value, bool)
+    if kind == "int":
+        return isinstance(value, int) and not isinstance(value, bool)
+    if kind == "str":
+        return isinstance(value, str)
+    if kind == "list":
+        return isinstance(value, list) and all(isinstance(item, (str, int, float)) for item in value)
+    return False
+
+
+def _kind(value):
+    """A YAML-level name for the type of `value` (Ansible wraps values in its own subclasses)."""
+    for kind, types in (("bool", bool), ("number", (int, float)), ("string", str), ("list", list), ("dict", dict)):
+        if isinstance(value, types):
+            return kind
+    return type(value).__name__
+
+
+def _is_scalar(value):
+    return isinstance(value, (str, int, float, bool))
+
+
+def config_problems(config, variable="k3s_config"):
+    """Every problem with a K3s config.yaml dict, each naming the key, the value and the fix."""
+    if not isinstance(config, dict):
+        return [f"{variable} must be a dict of K3s flags (without leading --), got a {_kind(config)}."]
+    problems = []
+    for key in sorted(config, key=str):
+        value = config[key]
+        if not isinstance(key, str) or not CONFIG_KEY_RE.match(key):
+            problems.append(
+                f"{variable}: key {key!r} is not a K3s flag name; use the flag without leading dashes, "
+                "in lower case with '-' (e.g. node-label)."
+            )
+            continue
+        kind = _TYPE_OF_KEY.get(key)
+        if kind is None:
+            if not (_is_scalar(value) or (isinstance(value, list) and all(_is_scalar(v) for v in value))):
+                problems.append(
+                    f"{variable}['{key}'] is a {_kind(value)} ({value!r}); K3s flags take a string, "
+                    "number, bool or a list of those."
+                )
+            continue
+        if not _type_ok(kind, value):
+            hint = {
+                "bool": "true or false",
+                "int": "a whole number",
+                "str": "a quoted string",
+                "list": "a list of strings, e.g. ['value']",
+            }[kind]
+            problems.append(f"{variable}['{key}'] is a {_kind(value)} ({value!r}); set it to {hint}.")
+    return problems
+
+
+def _parse_created(value):
+    if not isinstance(value, str):
+        return None
+    try:
+        created = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if created.tzinfo is None:
+        return None
+    return created.astimezone(UTC)
+
+
+def newest_backup(entries, now=None):
+    """Find the newest complete ODIN backup among `entries`.
+
+    `entries` is a list of {"name": directory name, "manifest": text of manifest.json or
+    None}. A backup counts when its directory is named odin-<YYYYmmddTHHMMSSZ> (so
+    in-progress `.tmp-*` directories never count) and its manifest has format 1, an ISO
+    8601 `created` time with a zone and a list of components.
+
+    Returns {"found": bool, "name", "created" (ISO string), "age_hours" (float),
+    "ignored": [(name, reason), ...]}.
+    """
+    now = now or datetime.now(UTC)
+    best = None
+    ignored = []
+    for entry in entries or []:
+        name = str(entry.get("name", ""))
+        if not BACKUP_DIR_RE.match(name):
+            ignored.append([name, "not named odin-<YYYYmmddTHHMMSSZ> (in progress or foreign)"])
+            continue
+        text = entry.get("manifest")
+        if text is None:
+            ignored.append([name, "no manifest.json (incomplete)"])
+            continue
+        try:
+            manifest = json.loads(text)
+        except ValueError:
+            ignored.append([name, "manifest.json is not valid JSON"])
+            continue
+        if not isinstance(manifest, dict) or manifest.get("format") != 1:
+            ignored.append([name, "manifest.json is not format 1"])
+            continue
+        if not isinstance(manifest.get("components"), list):
+            ignored.append([name, "manifest.json has no components list"])
+            continue
+        created = _parse_created(manifest.get("created"))
+        if created is None:
+            ignored.append([name, "manifest.json has no ISO 8601 UTC 'created' time"])
+            continue
+        if best is None or created > best[1]:
+            best = (name, created)
+    if best is None:
+        return {"found": False, "name": "", "created": "", "age_hours": None, "ignored": ignored}
+    age = (now - best[1]).total_seconds() / 3600.0
+    return {
+        "found": True,
+        "name": best[0],
+        "created": best[1].strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "age_hours": round(age, 3),
+        "ignored": ignored,
+    }
