@@ -231,6 +231,12 @@ def run_module():
         module.fail_json(
             msg="required_components has %s; choose from %s." % (", ".join(unknown), ", ".join(backup.COMPONENTS))
         )
+    not_chosen = sorted(set(p["required_components"]) - set(p["components"]))
+    if not_chosen:
+        module.fail_json(
+            msg="required_components has %s, which components (%s) does not back up; add it to components "
+            "or remove it from required_components." % (", ".join(not_chosen), ", ".join(p["components"]))
+        )
     for name in ("keep_daily", "keep_weekly"):
         if p[name] < 0:
             module.fail_json(msg="%s is %s; it must be 0 or more." % (name, p[name]))
