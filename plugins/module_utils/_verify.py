@@ -534,7 +534,12 @@ def eval_default_password(status):
             "Grafana accepts admin/admin: set the generated password and re-run the monitoring layer.",
         )
     return result(
-        "grafana_default_password", FAIL, "HTTP %s" % status, "HTTP 401", "Grafana did not answer as expected."
+        "grafana_default_password",
+        FAIL,
+        "HTTP %s" % status,
+        "HTTP 401",
+        "GET /api/user as admin/admin answered HTTP %s, neither 401 (rejected) nor 200 (accepted): is it Grafana?"
+        % status,
     )
 
 
