@@ -460,6 +460,35 @@ def _back_up_component(tmp, name, source, config, *, tools, recipients):
     return entries, {}
 
 
+def _back_up_all(tmp, present, config, tools, recipients):
+    """Back up every present component into tmp; returns (components, failed)."""
+    components = []
+    failed = []
+    required = config.get("required_components") or []
+    for cname in COMPONENTS:
+        if cname not in present:
+            continue
+        try:
+            entries, extra = _back_up_component(tmp, cname, present[cname], config, tools=tools, recipients=recipients)
+        except (BackupError, OSError, sqlite3.Error) as exc:
+            reason = _os_error(exc, config["backup_dir"]) if isinstance(exc, OSError) else str(exc)
+            disk_full = getattr(exc, "errno", None) == errno.ENOSPC or "disk is full" in str(exc)
+            # A full disk or a required component ends the run. Any other component's
+            # failure must not cost the rest (a Prometheus problem must not leave K3s
+            # unprotected): it is recorded and the run reported as failed.
+            if cname in required or disk_full:
+                raise BackupError("Backing up %s failed: %s" % (cname, reason)) from exc
+            shutil.rmtree(os.path.join(tmp, cname), ignore_errors=True)
+            failed.append({"component": cname, "source": present[cname], "reason": reason})
+            continue
+        components.append({"name": cname, "source": present[cname], "files": entries, **extra})
+    if not components:
+        raise BackupError(
+            "Every component failed: %s" % "; ".join("%s: %s" % (f["component"], f["reason"]) for f in failed)
+        )
+    return components, failed
+
+
 def take_backup(config, tools, now=None):
     """Take one backup. Returns the result dict; raises BackupError (nothing is left marked complete).
 
@@ -495,17 +524,7 @@ def take_backup(config, tools, now=None):
             raise BackupError("Backup %s already exists; run again a second later." % final)
         tmp = os.path.join(backup_dir, "%s%s-%d" % (TMP_PREFIX, name, os.getpid()))
         os.mkdir(tmp, 0o700)
-        components = []
-        for cname in COMPONENTS:
-            if cname not in present:
-                continue
-            try:
-                entries, extra = _back_up_component(
-                    tmp, cname, present[cname], config, tools=tools, recipients=recipients
-                )
-            except OSError as exc:
-                raise BackupError("Backing up %s failed: %s" % (cname, _os_error(exc, backup_dir))) from exc
-            components.append({"name": cname, "source": present[cname], "files": entries, **extra})
+        components, failed = _back_up_all(tmp, present, config, tools, recipients)
         manifest = {
             "format": FORMAT,
             "created": now.isoformat().replace("+00:00", "Z"),
@@ -513,6 +532,7 @@ def take_backup(config, tools, now=None):
             "host": socket.gethostname(),
             "components": components,
             "missing": missing,
+            "failed": failed,
             "encryption": {"tool": "age", "recipients": recipients} if recipients else None,
             "tools": tools.versions(bool(recipients)),
         }
@@ -536,6 +556,7 @@ def take_backup(config, tools, now=None):
         "duration_seconds": round(time.monotonic() - started, 3),
         "components": [c["name"] for c in components],
         "missing": missing,
+        "failed": failed,
         "stale_removed": stale,
         "manifest": manifest,
     }

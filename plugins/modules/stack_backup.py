@@ -25,6 +25,9 @@ description:
   - Files are encrypted with C(age) when I(age_recipients) is given.
   - Components whose source does not exist on the host are listed in C(missing_components)
     and in the manifest, never dropped silently.
+  - A component that fails (other than one in I(required_components), or a full disk) is
+    left out and listed in C(failed_components); the others are still backed up, and the task
+    fails so the problem is seen.
   - Afterwards keeps the newest backup of each of the last I(keep_daily) days and of each of
     the last I(keep_weekly) ISO weeks and deletes the others.
   - With I(textfile_dir) writes the result as Prometheus metrics for node-exporter's textfile
@@ -162,6 +165,14 @@ missing_components:
     - component: grafana
       source: /var/lib/rancher/k3s/storage/pvc-*_monitoring_*grafana*/grafana.db
       reason: nothing matches
+failed_components:
+  description:
+    - Components whose source exists but whose backup failed (for example Prometheus without
+      its admin API). The backup of the others is complete; the task fails and the metrics
+      report a failed run.
+  returned: success, not in check mode
+  type: list
+  elements: dict
 pruned:
   description: Backups deleted by retention (in check mode, those that would be).
   returned: always
@@ -264,7 +275,8 @@ def run_module():
             result["metrics"] = backup.write_metrics(p["textfile_dir"], False, started, time.time() - started)
         module.fail_json(msg="Backup failed, no backup was marked complete: %s" % exc, **result)
 
-    _kept, pruned = backup.prune(p["backup_dir"], p["keep_daily"], p["keep_weekly"])
+    # A partial backup must not push complete older ones out of retention.
+    pruned = [] if taken["failed"] else backup.prune(p["backup_dir"], p["keep_daily"], p["keep_weekly"])[1]
     result.update(
         changed=True,
         path=taken["path"],
@@ -276,12 +288,23 @@ def run_module():
         pruned=pruned,
         manifest=taken["manifest"],
     )
+    result["failed_components"] = taken["failed"]
     if p["textfile_dir"]:
         result["metrics"] = backup.write_metrics(
-            p["textfile_dir"], True, started, taken["duration_seconds"], taken["size_bytes"]
+            p["textfile_dir"], not taken["failed"], started, taken["duration_seconds"], taken["size_bytes"]
         )
     for item in taken["missing"]:
         module.warn("backup component %s not backed up: %s (%s)" % (item["component"], item["source"], item["reason"]))
+    if taken["failed"]:
+        module.fail_json(
+            msg="Backup %s is complete without %s: %s. Fix the cause and run the backup again."
+            % (
+                taken["path"],
+                ", ".join(f["component"] for f in taken["failed"]),
+                "; ".join("%s: %s" % (f["component"], f["reason"]) for f in taken["failed"]),
+            ),
+            **result,
+        )
     module.exit_json(**result)
 
 

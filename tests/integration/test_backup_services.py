@@ -306,6 +306,41 @@ def test_modules_back_up_verify_drill_and_restore_a_k3s_tree(ansible, tmp_path):
     assert backup.sqlite_check(sources["k3s_datastore"])["tables"]["kine"] == 200
 
 
+def test_a_failing_optional_component_does_not_cost_the_others(ansible, tmp_path):
+    sources = make_k3s_tree(tmp_path / "host")
+    textfile = tmp_path / "textfile"
+    textfile.mkdir()
+    tsdb = tmp_path / "host/prometheus-db"
+    tsdb.mkdir()
+    args = {
+        "backup_dir": str(tmp_path / "backups"),
+        "components": ["k3s_datastore", "k3s_token", "prometheus"],
+        "required_components": ["k3s_datastore", "k3s_token"],
+        # Nothing listens there: the snapshot fails as it does when Prometheus is down.
+        "prometheus_url": "http://127.0.0.1:%d" % free_port(),
+        "prometheus_data_dir": str(tsdb),
+        "textfile_dir": str(textfile),
+        **sources,
+    }
+    result = run_module(ansible, "stack_backup", args)
+    assert result["failed"]
+    assert "complete without prometheus" in result["msg"] and "Is Prometheus running?" in result["msg"]
+    assert [f["component"] for f in result["failed_components"]] == ["prometheus"]
+    path = backup.resolve_backup(args["backup_dir"], "latest")
+    manifest = backup.load_manifest(path)
+    assert [c["name"] for c in manifest["components"]] == ["k3s_datastore", "k3s_token"]
+    assert manifest["failed"][0]["component"] == "prometheus"
+    assert not Path(path, "prometheus").exists()
+    assert "odin_backup_last_success 0\n" in (textfile / "odin_backup.prom").read_text()
+
+    # The same failure on a required component ends the run with no backup marked complete.
+    args["required_components"] = ["prometheus"]
+    args["backup_dir"] = str(tmp_path / "backups2")
+    result = run_module(ansible, "stack_backup", args)
+    assert result["failed"] and "no backup was marked complete" in result["msg"]
+    assert backup.list_backups(args["backup_dir"]) == []
+
+
 def test_restore_refuses_a_corrupted_backup_and_changes_nothing(ansible, tmp_path):
     sources = make_k3s_tree(tmp_path / "host")
     backup_dir = tmp_path / "backups"
