@@ -49,7 +49,9 @@ def _playbook(args):
     )
 
 
-def _render(state, *extra):
+def _render(state, *extra, options=()):
+    """Validate and render into state; unit files go next to it (state/../units)."""
+    units = Path(state).parent / "units"
     args = [
         "ansible-playbook",
         "-i",
@@ -58,7 +60,7 @@ def _render(state, *extra):
         "-e",
         f"odin_state_dir={state}",
         "-e",
-        f"_monitoring_unit_dir={state}/units",
+        f"_monitoring_unit_dir={units}",
         "-e",
         "odin_gpu_resolved=true",
         # The tests run as root without sudo; the role's become is for real hosts.
@@ -67,8 +69,8 @@ def _render(state, *extra):
     ]
     for item in extra:
         args += ["-e", item]
-    (Path(state) / "units").mkdir(parents=True, exist_ok=True)
-    return _playbook(args)
+    units.mkdir(parents=True, exist_ok=True)
+    return _playbook([*args, *options])
 
 
 def _changed(output):
@@ -136,6 +138,28 @@ def test_second_render_changes_nothing_and_keeps_the_password(rendered):
     password = password_file.read_text().strip()
     assert len(password) >= 24 and password != "admin"  # noqa: S105
     assert oct(password_file.stat().st_mode & 0o777) == "0o600"
+
+
+def test_check_mode_on_a_fresh_host_writes_nothing(tmp_path):
+    state = tmp_path / "state"
+    result = _render(state, options=["--check"])
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    assert _changed(output) > 0, output
+    assert not state.exists(), sorted(str(p) for p in state.rglob("*"))
+
+
+def test_control_plane_monitors_scrape_the_node_address_when_enabled(tmp_path):
+    state = tmp_path / "state"
+    result = _render(state, "monitoring_control_plane_monitors=true")
+    assert result.returncode == 0, result.stdout + result.stderr
+    kps = yaml.safe_load((state / "rendered/monitoring/kube-prometheus-stack.values.yaml").read_text())
+    ports = {"kubeControllerManager": 10257, "kubeScheduler": 10259, "kubeProxy": 10249, "kubeEtcd": 2381}
+    for monitor, port in ports.items():
+        assert kps[monitor]["enabled"] is True
+        assert kps[monitor]["service"]["port"] == port
+        assert kps[monitor]["endpoints"] and kps[monitor]["endpoints"][0]
+    assert kps["defaultRules"]["rules"]["etcd"] is True
 
 
 def test_secrets_stay_out_of_output_and_values(rendered):
@@ -375,7 +399,7 @@ def test_values_follow_the_k3s_and_laptop_rules(rendered):
 
 
 def test_port_forward_units_bind_to_the_listen_address(rendered):
-    units = rendered["state"] / "units"
+    units = rendered["state"].parent / "units"
     expected = {"grafana": 3000, "prometheus": 9090, "alertmanager": 9093, "loki": 3100}
     for name, port in expected.items():
         text = (units / f"odin-monitoring-{name}.service").read_text()
