@@ -6,6 +6,7 @@ a real Prometheus then check what came out. Applying to a cluster needs K3s and 
 chart repositories, which this machine does not have: the e2e workflow covers it.
 """
 
+import importlib.util
 import json
 import os
 import shutil
@@ -315,6 +316,21 @@ def test_datasource_uids_match_the_dashboards(rendered):
     used = {t["datasource"]["uid"] for b in _dashboards(rendered).values() for p in b["panels"] for t in p["targets"]}
     assert used <= uids
     assert uids == {"prometheus", "alertmanager", "loki"}
+
+
+# --- footprint -----------------------------------------------------------------------
+
+
+def test_default_footprint_is_within_the_budget(rendered, capsys):
+    spec = importlib.util.spec_from_file_location("footprint", REPO / "benchmarks" / "footprint.py")
+    footprint = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(footprint)
+    assert footprint.main([str(rendered["dir"]), "--check"]) == 0
+    ours = footprint.totals(footprint.rendered_rows(rendered["dir"]))
+    assert ours["requests"]["memory"] <= 2 * 1024**3
+    assert ours["requests"]["cpu"] <= 1.5
+    assert not ours["unbounded"]
+    print(capsys.readouterr().out)
 
 
 # --- Kubernetes manifests and values ------------------------------------------------
