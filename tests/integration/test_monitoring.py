@@ -454,6 +454,7 @@ def test_port_forward_units_bind_to_the_listen_address(rendered):
         ),
         ("monitoring_prometheus_retention='15 days'", "monitoring_prometheus_retention"),
         ("monitoring_prometheus_retention_size=8gigs", "monitoring_prometheus_retention_size"),
+        ("monitoring_prometheus_retention_size=12GiB", "does not fit on the volume"),
         ("monitoring_kube_prometheus_stack_version=88.*", "monitoring_kube_prometheus_stack_version"),
         ("monitoring_loki_version=latest", "monitoring_loki_version"),
         ('{"monitoring_alertmanager_routes": [{"receiver": "nobody", "matchers": ["a=\\"b\\""]}]}', "nobody"),
