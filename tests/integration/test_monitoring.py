@@ -278,6 +278,9 @@ def test_dashboards_parse_with_unique_uids_and_panel_ids(rendered):
         ids = [p["id"] for p in board["panels"]]
         assert len(ids) == len(set(ids)), name
         assert board["panels"], name
+    # Grafana's own {{label}} legends pass through Ansible's templating untouched.
+    legends = [t.get("legendFormat") for p in boards["odin-gpu.json"]["panels"] for t in p["targets"]]
+    assert "{{gpu}} {{modelName}}" in legends
 
 
 def test_dashboard_promql_parses(rendered, tmp_path):
