@@ -146,6 +146,9 @@ def stack(tmp_path_factory):
                 "--storage.tsdb.path=%s" % (tmp / "prom-data"),
                 "--web.listen-address=127.0.0.1:%d" % ports["prom"],
                 "--web.enable-lifecycle",
+                # The first evaluation runs before Alertmanager is discovered and its alert is
+                # dropped; the default 1m resend delay would hold the Watchdog back that long.
+                "--rules.alert.resend-delay=1s",
             ],
             stdout=logs["prometheus"],
             stderr=subprocess.STDOUT,
