@@ -321,6 +321,17 @@ def test_datasource_uids_match_the_dashboards(rendered):
     assert uids == {"prometheus", "alertmanager", "loki"}
 
 
+def test_prometheus_serves_the_snapshot_api_the_backups_use(rendered):
+    values = yaml.safe_load((rendered["dir"] / "kube-prometheus-stack.values.yaml").read_text())
+    spec = values["prometheus"]["prometheusSpec"]
+    assert spec["enableAdminAPI"] is True
+    backup_defaults = yaml.safe_load((REPO / "roles/backup/defaults/main.yml").read_text())
+    # The backup role finds the TSDB in the PVC that this storage class provisions.
+    claim = spec["storageSpec"]["volumeClaimTemplate"]["spec"]
+    assert claim["storageClassName"] == "local-path-retain"
+    assert "_monitoring_prometheus-" in backup_defaults["backup_prometheus_data_dir"]
+
+
 # --- footprint -----------------------------------------------------------------------
 
 
