@@ -50,3 +50,18 @@ def test_every_role_has_argument_specs_matching_defaults():
             assert spec.get("type"), f"{role.name}: {name} has no type"
             if name in defaults and "default" in spec:
                 assert spec["default"] == defaults[name], f"{role.name}: {name} default differs from defaults/main.yml"
+
+
+def test_every_role_option_is_documented_in_the_role_readme():
+    for role in sorted((REPO / "roles").iterdir()):
+        readme = role / "README.md"
+        assert readme.is_file(), f"{role.name} has no README.md"
+        text = readme.read_text()
+        specs = yaml.safe_load((role / "meta" / "argument_specs.yml").read_text())["argument_specs"]
+        undocumented = sorted(
+            f"{entry}:{name}"
+            for entry, spec in specs.items()
+            for name in (spec.get("options") or {})
+            if f"`{name}`" not in text
+        )
+        assert not undocumented, f"{role.name}/README.md does not mention: {undocumented}"
