@@ -1,18 +1,33 @@
 """The checkout works as the odin.stack collection, both in place and as a built artifact."""
 
+import json
 import tarfile
 from pathlib import Path
 
+import pytest
 import yaml
 
 REPO = Path(__file__).resolve().parents[2]
+
+
+MODULES = sorted(p.stem for p in (REPO / "plugins" / "modules").glob("*.py") if not p.name.startswith("_"))
 
 
 def test_modules_resolve_by_fqcn_from_checkout(ansible):
     result = ansible(["ansible-doc", "odin.stack.host_probe"])
     assert result.returncode == 0, result.stderr
     assert "pci_devices_path" in result.stdout
-    assert "EXAMPLES" in result.stdout
+
+
+@pytest.mark.parametrize("module", MODULES)
+def test_every_module_has_its_manual(ansible, module):
+    result = ansible(["ansible-doc", "--json", f"odin.stack.{module}"])
+    assert result.returncode == 0, result.stderr
+    doc = json.loads(result.stdout)[f"odin.stack.{module}"]
+    assert doc["doc"]["short_description"]
+    assert doc["doc"].get("options"), f"{module} documents no options"
+    assert doc["examples"].strip(), f"{module} has no EXAMPLES"
+    assert doc["return"], f"{module} has no RETURN"
 
 
 def test_roles_resolve_by_fqcn_from_checkout(ansible):
