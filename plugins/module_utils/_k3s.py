@@ -12,10 +12,11 @@ import json
 import re
 from datetime import UTC, datetime
 
+from ansible_collections.odin.stack.plugins.module_utils import _backup
+
 VERSION_RE = re.compile(r"^v(\d+)\.(\d+)\.(\d+)\+k3s(\d+)$")
 SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 CONFIG_KEY_RE = re.compile(r"^[a-z0-9][a-z0-9-]*$")
-BACKUP_DIR_RE = re.compile(r"^odin-(\d{8}T\d{6}Z)$")
 
 # Types of the K3s configuration keys ODIN sets or users commonly set. A key not listed
 # here is passed through as long as its value is a string, number, bool or list of those.
@@ -210,9 +211,10 @@ def newest_backup(entries, now=None):
     """Find the newest complete ODIN backup among `entries`.
 
     `entries` is a list of {"name": directory name, "manifest": text of manifest.json or
-    None}. A backup counts when its directory is named odin-<YYYYmmddTHHMMSSZ> (so
-    in-progress `.tmp-*` directories never count) and its manifest has format 1, an ISO
-    8601 `created` time with a zone and a list of components.
+    None}. A backup counts when its directory is named as _backup names a complete one,
+    odin-<YYYYmmddTHHMMSSZ> (so in-progress `.tmp-*` directories never count), and its
+    manifest has _backup's format, an ISO 8601 `created` time with a zone and a list of
+    components.
 
     Returns {"found": bool, "name", "created" (ISO string), "age_hours" (float),
     "ignored": [(name, reason), ...]}.
@@ -222,7 +224,7 @@ def newest_backup(entries, now=None):
     ignored = []
     for entry in entries or []:
         name = str(entry.get("name", ""))
-        if not BACKUP_DIR_RE.match(name):
+        if not _backup.NAME_RE.match(name):
             ignored.append([name, "not named odin-<YYYYmmddTHHMMSSZ> (in progress or foreign)"])
             continue
         text = entry.get("manifest")
@@ -234,8 +236,8 @@ def newest_backup(entries, now=None):
         except ValueError:
             ignored.append([name, "manifest.json is not valid JSON"])
             continue
-        if not isinstance(manifest, dict) or manifest.get("format") != 1:
-            ignored.append([name, "manifest.json is not format 1"])
+        if not isinstance(manifest, dict) or manifest.get("format") != _backup.FORMAT:
+            ignored.append([name, f"manifest.json is not format {_backup.FORMAT}"])
             continue
         if not isinstance(manifest.get("components"), list):
             ignored.append([name, "manifest.json has no components list"])
