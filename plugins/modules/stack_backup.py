@@ -257,7 +257,7 @@ def run_module():
     result = {"changed": False, "components": sorted(present), "missing_components": missing, "pruned": []}
 
     if module.check_mode:
-        _kept, would_delete = backup.retention(backup.list_backups(p["backup_dir"]), p["keep_daily"], p["keep_weekly"])
+        _kept, would_delete = backup.prune(p["backup_dir"], p["keep_daily"], p["keep_weekly"], dry_run=True)
         result.update(changed=bool(present), pruned=would_delete)
         module.exit_json(**result)
 
