@@ -185,6 +185,7 @@ cluster:
   type: dict
 """
 
+import re
 import uuid as uuidlib
 
 from ansible.module_utils.basic import AnsibleModule
@@ -316,8 +317,8 @@ def run_module():
 
     if p["product_pattern"]:
         try:
-            smi.re.compile(p["product_pattern"])
-        except smi.re.error as exc:
+            re.compile(p["product_pattern"])
+        except re.error as exc:
             module.fail_json(
                 msg="product_pattern %r is not a valid regular expression (%s); fix the pattern."
                 % (p["product_pattern"], exc),
