@@ -460,19 +460,14 @@ def remove_stale_tmp(backup_dir):
 
 def _back_up_component(tmp, name, source, config, *, tools, recipients):
     """Write one component into tmp; returns (entries, extra manifest fields)."""
-    if name == "k3s_datastore":
-        return _backup_sqlite(tmp, name, source, tools, recipients), {}
-    if name == "grafana":
+    if name in ("k3s_datastore", "grafana"):
         return _backup_sqlite(tmp, name, source, tools, recipients), {}
     if name == "k3s_token":
         return _backup_files(tmp, name, [source], tools, recipients), {}
     if name == "k3s_config":
-        extra = [
-            os.path.join(os.path.dirname(source), f)
-            for f in ("registries.yaml",)
-            if os.path.isfile(os.path.join(os.path.dirname(source), f))
-        ]
-        return _backup_files(tmp, name, [source, *extra], tools, recipients), {}
+        registries = os.path.join(os.path.dirname(source), "registries.yaml")
+        files = [source, registries] if os.path.isfile(registries) else [source]
+        return _backup_files(tmp, name, files, tools, recipients), {}
     if name == "prometheus":
         url = config.get("prometheus_url", "http://127.0.0.1:9090")
         started = time.monotonic()
