@@ -529,7 +529,6 @@ def take_backup(config, tools, now=None):
     recipients = list(config.get("age_recipients") or [])
     if recipients and not tools.age:
         raise BackupError("age_recipients is set but the age binary was not found; install age.")
-    _private_dir(backup_dir)
     present, missing = plan_sources(config)
     required_missing = [m for m in missing if m["component"] in (config.get("required_components") or [])]
     if required_missing:
@@ -542,6 +541,7 @@ def take_backup(config, tools, now=None):
             "Nothing to back up: no component has a source on this host (%s)."
             % "; ".join("%s: %s %s" % (m["component"], m["source"], m["reason"]) for m in missing)
         )
+    _private_dir(backup_dir)
     name = backup_name(now)
     final = os.path.join(backup_dir, name)
     lock = _lock(backup_dir)

@@ -241,4 +241,4 @@ def test_nothing_to_back_up_fails_before_writing(tmp_path):
     config["required_components"] = ["k3s_token"]
     with pytest.raises(backup.BackupError, match="Required backup components"):
         backup.take_backup(config, backup.Tools())
-    assert backup.list_backups(tmp_path / "b") == []
+    assert not (tmp_path / "b").exists()
