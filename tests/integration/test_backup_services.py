@@ -231,10 +231,6 @@ def make_k3s_tree(root):
     }
 
 
-def module_args(args):
-    return " ".join("%s=%s" % (k, json.dumps(v) if not isinstance(v, str) else v) for k, v in args.items())
-
-
 def run_module(ansible, name, args, check=False):
     cmd = ["ansible", "localhost", "-c", "local", "-i", "localhost,", "-m", "odin.stack.%s" % name]
     cmd += ["-e", "ansible_python_interpreter=%s" % sys.executable]
