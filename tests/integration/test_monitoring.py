@@ -466,6 +466,10 @@ def test_port_forward_units_bind_to_the_listen_address(rendered):
             '{"monitoring_alertmanager_receivers": [{"name": "y", "type": "slack", "url": "SECRET-4711"}]}',
             "need an http(s) url",
         ),
+        (
+            '{"monitoring_alertmanager_smtp": {"smart_host": "smtp.test:587", "auth_password": "SECRET-4711"}}',
+            "smart_host",
+        ),
         ("monitoring_prometheus_retention='15 days'", "monitoring_prometheus_retention"),
         ("monitoring_prometheus_retention_size=8gigs", "monitoring_prometheus_retention_size"),
         ("monitoring_prometheus_retention_size=12GiB", "does not fit on the volume"),
