@@ -383,7 +383,7 @@ def _backup_archive(tmp, name, src, file_name, *, tools, recipients):
 
 
 def _volume_file_name(path):
-    return "volume-" + re.sub(r"[^A-Za-z0-9._-]+", "_", path.strip("/")) or "root"
+    return "volume-" + (re.sub(r"[^A-Za-z0-9._-]+", "_", path.strip("/")) or "root")
 
 
 def resolve_source(path):

@@ -242,3 +242,11 @@ def test_nothing_to_back_up_fails_before_writing(tmp_path):
     with pytest.raises(backup.BackupError, match="Required backup components"):
         backup.take_backup(config, backup.Tools())
     assert not (tmp_path / "b").exists()
+
+
+@pytest.mark.parametrize(
+    ("path", "name"),
+    [("/var/lib/data", "volume-var_lib_data"), ("/srv/a b/", "volume-srv_a_b"), ("/", "volume-root")],
+)
+def test_volume_file_name(path, name):
+    assert backup._volume_file_name(path) == name
