@@ -34,6 +34,7 @@ import re
 import shutil
 import socket
 import sqlite3
+import stat
 import subprocess
 import tempfile
 import threading
@@ -862,11 +863,20 @@ def _move_aside(dest, stamp):
 
 
 def _restore_file(src, dest, kind, stamp):
-    """Put one file in place atomically; the old file and a SQLite's stale WAL/SHM are moved aside."""
+    """Put one file in place atomically; the old file and a SQLite's stale WAL/SHM are moved aside.
+
+    The restored file gets the owner and mode of the file it replaces (Grafana's database
+    belongs to Grafana's user, not root), or 0600 when there is none."""
     os.makedirs(os.path.dirname(dest), exist_ok=True)
     tmp = dest + ".restore-tmp"
     shutil.copyfile(src, tmp)
-    os.chmod(tmp, 0o600)
+    try:
+        old = os.stat(dest)
+    except FileNotFoundError:
+        os.chmod(tmp, 0o600)
+    else:
+        os.chown(tmp, old.st_uid, old.st_gid)
+        os.chmod(tmp, stat.S_IMODE(old.st_mode))
     fsync_path(tmp)
     aside = [_move_aside(dest, stamp)]
     if kind == "sqlite":

@@ -18,7 +18,8 @@ description:
   - I(mode=restore) puts the files back where they were backed up from (or where
     I(destinations) says). Replaced files and directories are moved aside as
     C(<path>.pre-restore-<time>), never deleted; a restored SQLite database's stale C(-wal)
-    and C(-shm) files are moved aside too. When K3s components are restored and
+    and C(-shm) files are moved aside too. A restored file takes the owner and mode of the file
+    it replaces (0600 when there is none). When K3s components are restored and
     I(manage_k3s) is true, the K3s service is stopped before and started after.
   - I(mode=drill) restores into I(scratch_dir) instead and verifies the result end to end
     (SQLite C(integrity_check) and row counts, C(promtool tsdb list) on the TSDB, non-empty

@@ -244,6 +244,26 @@ def test_nothing_to_back_up_fails_before_writing(tmp_path):
     assert not (tmp_path / "b").exists()
 
 
+def test_restored_file_keeps_the_replaced_files_owner_and_mode(tmp_path):
+    src = tmp_path / "grafana.db"
+    src.write_bytes(b"restored")
+    live = tmp_path / "live/grafana.db"
+    live.parent.mkdir()
+    live.write_bytes(b"old")
+    live.chmod(0o640)
+    # Grafana's user in its image; only root can hand a file to another user.
+    owner = (472, 472) if os.geteuid() == 0 else (os.getuid(), os.getgid())
+    os.chown(live, *owner)
+    aside = backup._restore_file(str(src), str(live), "sqlite", "20261121T030000Z")
+    assert live.read_bytes() == b"restored"
+    assert oct(live.stat().st_mode & 0o777) == "0o640"
+    assert (live.stat().st_uid, live.stat().st_gid) == owner
+    assert aside == [str(live) + ".pre-restore-20261121T030000Z"]
+    new = tmp_path / "new/grafana.db"
+    backup._restore_file(str(src), str(new), "sqlite", "20261121T030000Z")
+    assert oct(new.stat().st_mode & 0o777) == "0o600"
+
+
 @pytest.mark.parametrize(
     ("path", "name"),
     [("/var/lib/data", "volume-var_lib_data"), ("/srv/a b/", "volume-srv_a_b"), ("/", "volume-root")],
