@@ -7,7 +7,6 @@ directory; the modules run through real `ansible` commands.
 import json
 import os
 import shutil
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -18,18 +17,13 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from localnet import free_port
 
 from ansible_collections.odin.stack.plugins.module_utils import _backup as backup
 
 PROMETHEUS = shutil.which("prometheus")
 PROMTOOL = shutil.which("promtool")
 TOOLS = backup.Tools(tar=shutil.which("tar"), zstd=shutil.which("zstd"), age=shutil.which("age"), promtool=PROMTOOL)
-
-
-def free_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def http_json(url, data=None):

@@ -10,18 +10,17 @@ import importlib.util
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import threading
 import time
-import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import kubernetes_validate
 import pytest
 import yaml
+from localnet import free_port, get_json
 
 REPO = Path(__file__).resolve().parents[2]
 FIXTURES = Path(__file__).parent / "fixtures" / "monitoring"
@@ -517,22 +516,11 @@ class _Metrics(BaseHTTPRequestHandler):
         pass
 
 
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _get(url):
-    with urllib.request.urlopen(url, timeout=5) as response:  # noqa: S310 (127.0.0.1 only)
-        return json.load(response)
-
-
 def test_real_prometheus_loads_the_rules_and_evaluates_them(rendered, tmp_path):
     prometheus = _tool("prometheus")
     exporter = ThreadingHTTPServer(("127.0.0.1", 0), _Metrics)
     threading.Thread(target=exporter.serve_forever, daemon=True).start()
-    port = _free_port()
+    port = free_port()
     rules = tmp_path / "odin.rules.yml"
     shutil.copy(rendered["dir"] / "rules" / "odin.rules.yml", rules)
     config = tmp_path / "prometheus.yml"
@@ -567,9 +555,9 @@ def test_real_prometheus_loads_the_rules_and_evaluates_them(rendered, tmp_path):
         while time.monotonic() < deadline:
             time.sleep(1)
             try:
-                groups = _get(f"{base}/rules")["data"]["groups"]
-                targets = _get(f"{base}/targets")["data"]["activeTargets"]
-                alerts = _get(f"{base}/alerts")["data"]["alerts"]
+                groups = get_json(f"{base}/rules")["data"]["groups"]
+                targets = get_json(f"{base}/targets")["data"]["activeTargets"]
+                alerts = get_json(f"{base}/alerts")["data"]["alerts"]
             except OSError:
                 continue
             evaluated = groups and all(r.get("lastEvaluation", "").startswith("20") for g in groups for r in g["rules"])

@@ -20,6 +20,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 import yaml
+from localnet import free_port, get_json
 
 PROMETHEUS = shutil.which("prometheus")
 ALERTMANAGER = shutil.which("prometheus-alertmanager") or shutil.which("alertmanager")
@@ -28,17 +29,6 @@ pytestmark = pytest.mark.skipif(
     not (PROMETHEUS and ALERTMANAGER),
     reason="prometheus and prometheus-alertmanager are not installed (scripts/host-deps.sh installs them)",
 )
-
-
-def free_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def get_json(url):
-    with urllib.request.urlopen(url, timeout=5) as resp:  # noqa: S310 (fixed http URL)
-        return json.loads(resp.read())
 
 
 def wait_for(what, predicate, timeout=60):
