@@ -12,7 +12,7 @@ import re
 
 # A Debian package version pinned exactly: optional epoch, an upstream part that starts
 # with a digit, and a Debian revision. Wildcards, ranges and bare branches are not pins.
-EXACT_DEBIAN_VERSION = re.compile(r"^(?:[0-9]+:)?[0-9][A-Za-z0-9.+~]*-[A-Za-z0-9.+~]+$")
+EXACT_DEBIAN_VERSION = re.compile(r"^(?:[0-9]+:)?[0-9][A-Za-z0-9.+~]*-[A-Za-z0-9.+~]+\Z")
 
 # "NVRM version: NVIDIA UNIX x86_64 Kernel Module  535.183.01  Sun May 12 ..." (proprietary)
 # "NVRM version: NVIDIA UNIX Open Kernel Module for x86_64  580.95.05  Release Build ..." (open)

@@ -32,6 +32,7 @@ def fixture(name):
         ("", False),
         (" 535.309.01-1", False),
         ("535.309.01-1 ", False),
+        ("535.309.01-1\n", False),
         (None, False),
         (535, False),
     ],
