@@ -1,0 +1,86 @@
+# Copyright: ODIN maintainers
+# Apache License 2.0 (see LICENSE)
+"""Filters for the Kubernetes layers; the logic lives in plugin_utils/_k8s_yaml.py."""
+
+from __future__ import annotations
+
+import base64
+
+from ansible.errors import AnsibleFilterError
+
+from ansible_collections.odin.stack.plugins.plugin_utils import _k8s_yaml
+
+
+def k8s_documents(data, source="<string>"):
+    """The Kubernetes objects in multi-document YAML text, read as the API server reads them.
+
+    `data` is YAML text, or the result of ansible.builtin.slurp (content in base64), or
+    the results of a slurp loop (their objects in order).
+    """
+    if isinstance(data, dict) and "results" in data:
+        data = data["results"]
+    if isinstance(data, list):
+        objects = []
+        for entry in data:
+            objects.extend(k8s_documents(entry, source))
+        return objects
+    if isinstance(data, dict) and "content" in data:
+        source = data.get("source") or data.get("item") or source
+        data = base64.b64decode(data["content"]).decode("utf-8")
+    try:
+        return _k8s_yaml.load_documents(data, str(source))
+    except ValueError as exc:
+        raise AnsibleFilterError(str(exc)) from exc
+
+
+def k8s_object_refs(objects):
+    """`Kind/namespace/name` of each object in a list."""
+    return [_k8s_yaml.object_ref(obj) for obj in objects or []]
+
+
+def k8s_helm_owned(objects, release, namespace):
+    """The objects with the annotations Helm uses to recognise them as the release's own.
+
+    An object that was deleted and is re-created from the release manifest would
+    otherwise be refused by the next `helm upgrade` ("invalid ownership metadata").
+    """
+    owned = []
+    for obj in objects or []:
+        obj = dict(obj)
+        metadata = dict(obj.get("metadata") or {})
+        annotations = dict(metadata.get("annotations") or {})
+        annotations["meta.helm.sh/release-name"] = release
+        annotations["meta.helm.sh/release-namespace"] = namespace
+        metadata["annotations"] = annotations
+        obj["metadata"] = metadata
+        owned.append(obj)
+    return owned
+
+
+def k8s_changed_refs(result):
+    """`Kind/namespace/name` of each object a kubernetes.core.k8s call changed."""
+    if not isinstance(result, dict):
+        return []
+    inner = result.get("result") or {}
+    entries = inner.get("results") if isinstance(inner, dict) and "results" in inner else [result]
+    refs = []
+    for entry in entries:
+        if entry.get("changed") and isinstance(entry.get("result"), dict):
+            refs.append(_k8s_yaml.object_ref(entry["result"]))
+    return refs
+
+
+def k8s_storageclass_drift(live, wanted):
+    """Fields a StorageClass cannot change in place on which `live` differs from `wanted`."""
+    return _k8s_yaml.storageclass_fixed_drift(live or {}, wanted or {})
+
+
+class FilterModule:
+    def filters(self):
+        return {
+            "k8s_documents": k8s_documents,
+            "k8s_object_refs": k8s_object_refs,
+            "k8s_helm_owned": k8s_helm_owned,
+            "k8s_changed_refs": k8s_changed_refs,
+            "k8s_storageclass_drift": k8s_storageclass_drift,
+        }
