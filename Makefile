@@ -7,7 +7,7 @@ VENV    ?= .venv
 BIN     := $(VENV)/bin
 ACTIONLINT_VERSION ?= v1.7.7
 
-.PHONY: setup test lint unit integration molecule lock clean
+.PHONY: setup test lint unit integration k8s molecule lock clean
 
 setup: $(VENV)/.installed
 
@@ -33,6 +33,10 @@ unit: setup
 
 integration: setup
 	scripts/test.sh integration
+
+# The Kubernetes layers against the test control plane (built into ~/.cache/odin).
+k8s: setup
+	scripts/test.sh k8s
 
 molecule: setup
 	scripts/test.sh molecule

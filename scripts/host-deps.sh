@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Install the Debian packages the test suite runs for real: Docker for the molecule
 # hosts, debootstrap for the test image, and the services and tools the integration
-# tests start (Prometheus, promtool, Alertmanager, amtool, SQLite, zstd, age).
+# tests start (Prometheus, promtool, Alertmanager, amtool, SQLite, zstd, age), and what
+# the test control plane needs (openssl for its keys, gcc for kine's SQLite).
 # A tool that is already on PATH (e.g. Docker CE on a CI runner) is left alone.
 set -euo pipefail
 
@@ -18,6 +19,8 @@ declare -A provides=(
   [age]=age
   [mokutil]=mokutil
   [lspci]=pciutils
+  [openssl]=openssl
+  [gcc]=gcc
 )
 
 missing=()

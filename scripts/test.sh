@@ -2,7 +2,7 @@
 # The project's test command (`make test` runs `scripts/test.sh all`).
 # Runs every stage even when one fails, then prints a timing summary and exits
 # non-zero if any stage failed.
-#   scripts/test.sh all | lint | unit | integration | molecule [scenario...]
+#   scripts/test.sh all | lint | unit | integration | k8s | molecule [scenario...]
 set -uo pipefail
 
 cd "$(dirname "$0")/.."
@@ -80,6 +80,13 @@ run_pytest() {
   return $rc
 }
 
+# The test control plane: built (or taken from the cache, keyed by version) in its own
+# stage so that the timing summary shows the build apart from the run.
+run_k8s_live() {
+  stage controlplane-build scripts/controlplane-build.sh
+  stage k8s-live pytest -q -s -rs tests/k8s
+}
+
 run_services_prep() {
   stage host-packages scripts/host-deps.sh
   stage docker-engine scripts/start-docker.sh
@@ -105,9 +112,14 @@ case "$target" in
     run_lint
     stage unit run_pytest tests/unit
     stage integration run_pytest tests/integration
+    run_k8s_live
     run_molecule
     ;;
   lint) run_lint ;;
+  k8s)
+    stage host-packages scripts/host-deps.sh
+    run_k8s_live
+    ;;
   unit) stage unit run_pytest tests/unit ;;
   integration)
     run_services_prep
@@ -118,7 +130,7 @@ case "$target" in
     run_molecule "$@"
     ;;
   *)
-    echo "usage: $0 all|lint|unit|integration|molecule [scenario...]" >&2
+    echo "usage: $0 all|lint|unit|integration|k8s|molecule [scenario...]" >&2
     exit 2
     ;;
 esac

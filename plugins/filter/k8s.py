@@ -45,8 +45,8 @@ def k8s_helm_owned(objects, release, namespace):
     otherwise be refused by the next `helm upgrade` ("invalid ownership metadata").
     """
     owned = []
-    for obj in objects or []:
-        obj = dict(obj)
+    for source in objects or []:
+        obj = dict(source)
         metadata = dict(obj.get("metadata") or {})
         annotations = dict(metadata.get("annotations") or {})
         annotations["meta.helm.sh/release-name"] = release

@@ -80,7 +80,11 @@ def pod_reasons(pod, events=()):
     for key in ("initContainerStatuses", "containerStatuses"):
         for container in status.get(key) or []:
             state = container.get("state") or {}
-            if "waiting" in state and state["waiting"].get("reason") not in (None, "ContainerCreating", "PodInitializing"):
+            if "waiting" in state and state["waiting"].get("reason") not in (
+                None,
+                "ContainerCreating",
+                "PodInitializing",
+            ):
                 waiting = state["waiting"]
                 reasons.append(
                     f"container {container.get('name')} waiting: {waiting.get('reason')}"
@@ -131,7 +135,9 @@ def problems(workloads, pods, events=()):
             for event in events:
                 involved = event.get("involvedObject") or {}
                 if event.get("type") == "Warning" and (involved.get("name") or "").startswith(name or "\0"):
-                    details.append(f"{involved.get('kind')}/{involved.get('name')}: {event.get('reason')}: {event.get('message')}")
+                    details.append(
+                        f"{involved.get('kind')}/{involved.get('name')}: {event.get('reason')}: {event.get('message')}"
+                    )
             if not details:
                 details.append("no pods created yet")
         lines.append(f"{_ref(workload)}: {max(ready, 0)}/{desired} ready; " + " | ".join(details))

@@ -66,7 +66,12 @@ def object_ref(obj):
 
 
 # The API server's defaults for the StorageClass fields that are immutable after creation.
-_STORAGECLASS_FIXED = {"provisioner": None, "parameters": {}, "reclaimPolicy": "Delete", "volumeBindingMode": "Immediate"}
+_STORAGECLASS_FIXED = {
+    "provisioner": None,
+    "parameters": {},
+    "reclaimPolicy": "Delete",
+    "volumeBindingMode": "Immediate",
+}
 
 
 def storageclass_fixed_drift(live, wanted):

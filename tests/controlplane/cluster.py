@@ -13,12 +13,14 @@ Run by hand (prints a kubeconfig path and waits until Ctrl-C):
 from __future__ import annotations
 
 import base64
+import ctypes
 import json
 import os
 import secrets
 import shutil
 import signal
 import socket
+import sqlite3
 import ssl
 import subprocess
 import sys
@@ -46,6 +48,12 @@ def build(env=None):
         raise RuntimeError(f"controlplane-build.sh failed (rc={proc.returncode}):\n{proc.stderr[-4000:]}")
     bin_dir = Path(proc.stdout.strip().splitlines()[-1])
     return bin_dir, time.monotonic() - start, "reusing" in proc.stderr
+
+
+def _die_with_parent():
+    """In the child: get SIGTERM when the process that started it dies (even by kill -9)."""
+    libc = ctypes.CDLL("libc.so.6", use_errno=True)
+    libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
 def _free_port():
@@ -270,7 +278,12 @@ class ControlPlane:
         log = open(self.dir / f"{name}.log", "w")  # noqa: SIM115 # closed in stop()
         self._logs[name] = log
         self.procs[name] = subprocess.Popen(  # noqa: S603 # our own built binaries
-            [str(self.bin / name), *args], stdout=log, stderr=subprocess.STDOUT, cwd=self.dir, start_new_session=True
+            [str(self.bin / name), *args],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=self.dir,
+            start_new_session=True,
+            preexec_fn=_die_with_parent,  # noqa: PLW1509 # no threads have started in the child
         )
 
     def _check_alive(self):
@@ -290,10 +303,8 @@ class ControlPlane:
             if not (self.dir / "certs" / "apiserver.crt").exists():
                 return False
             context = ssl.create_default_context(cafile=str(self.dir / "certs" / "apiserver.crt"))
-            request = urllib.request.Request(
-                f"{self.server}/readyz", headers={"Authorization": f"Bearer {self.token}"}
-            )
-            with urllib.request.urlopen(request, timeout=3, context=context) as response:  # noqa: S310 # loopback
+            request = urllib.request.Request(f"{self.server}/readyz", headers={"Authorization": f"Bearer {self.token}"})  # noqa: S310
+            with urllib.request.urlopen(request, timeout=3, context=context) as response:  # noqa: S310 (https on loopback)
                 return response.status == 200
 
         self.wait_for(ready, timeout, "kube-apiserver /readyz", interval=0.2)
@@ -310,11 +321,10 @@ class ControlPlane:
         (self.dir / "certs").mkdir(parents=True, exist_ok=True)
         self.token = secrets.token_hex(24)
         (self.dir / "tokens.csv").write_text(f'{self.token},odin-test-admin,odin-test-admin,"system:masters"\n')
-        subprocess.run(
-            ["openssl", "genrsa", "-out", str(self.dir / "sa.key"), "2048"], check=True, capture_output=True
-        )
-        subprocess.run(
-            ["openssl", "rsa", "-in", str(self.dir / "sa.key"), "-pubout", "-out", str(self.dir / "sa.pub")],
+        openssl = shutil.which("openssl") or "openssl"
+        subprocess.run([openssl, "genrsa", "-out", str(self.dir / "sa.key"), "2048"], check=True, capture_output=True)  # noqa: S603
+        subprocess.run(  # noqa: S603
+            [openssl, "rsa", "-in", str(self.dir / "sa.key"), "-pubout", "-out", str(self.dir / "sa.pub")],
             check=True,
             capture_output=True,
         )
@@ -369,8 +379,6 @@ class ControlPlane:
 
     def etcd_secret_value(self, namespace, name):
         """The raw bytes kine stored for a Secret (to check encryption at rest)."""
-        import sqlite3
-
         with sqlite3.connect(f"file:{self.dir / 'state.db'}?mode=ro", uri=True) as db:
             row = db.execute(
                 "SELECT value FROM kine WHERE name = ? ORDER BY id DESC LIMIT 1",

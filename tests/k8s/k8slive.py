@@ -158,7 +158,6 @@ class Run:
 
     def summary(self):
         changed = self.changed_tasks()
-        return (
-            f"rc={self.rc} changed={self.changed} in {self.seconds:.1f}s"
-            + (f" ({'; '.join(changed)})" if changed else "")
+        return f"rc={self.rc} changed={self.changed} in {self.seconds:.1f}s" + (
+            f" ({'; '.join(changed)})" if changed else ""
         )

@@ -12,9 +12,7 @@ from ansible_collections.odin.stack.plugins.module_utils import _k8s_ready
 from ansible_collections.odin.stack.plugins.plugin_utils import _k8s_yaml
 
 REPO = Path(__file__).resolve().parents[2]
-ALERTMANAGERCONFIG_CRD = (
-    REPO / "tests/charts/kube-prometheus-stack/charts/crds/crds/crd-alertmanagerconfigs.yaml"
-)
+ALERTMANAGERCONFIG_CRD = REPO / "tests/charts/kube-prometheus-stack/charts/crds/crds/crd-alertmanagerconfigs.yaml"
 
 
 def test_pyyaml_alone_cannot_read_the_value_indicator():
@@ -46,7 +44,11 @@ def test_loader_scalars(text, expected):
 
 
 def test_documents_skip_empty_and_flatten_lists():
-    text = "---\n# only a comment\n---\napiVersion: v1\nkind: List\nitems:\n- {apiVersion: v1, kind: ConfigMap, metadata: {name: a}}\n---\napiVersion: v1\nkind: Secret\nmetadata: {name: b, namespace: n}\n"
+    text = (
+        "---\n# only a comment\n---\napiVersion: v1\nkind: List\nitems:\n"
+        "- {apiVersion: v1, kind: ConfigMap, metadata: {name: a}}\n"
+        "---\napiVersion: v1\nkind: Secret\nmetadata: {name: b, namespace: n}\n"
+    )
     objects = _k8s_yaml.load_documents(text)
     assert [_k8s_yaml.object_ref(o) for o in objects] == ["ConfigMap/a", "Secret/n/b"]
 
@@ -108,7 +110,11 @@ def test_changed_refs_single_and_list_results():
     assert k8s_filters.k8s_changed_refs({"changed": False, "skipped": True}) == []
 
 
-WANTED_SC = {"provisioner": "rancher.io/local-path", "reclaimPolicy": "Retain", "volumeBindingMode": "WaitForFirstConsumer"}
+WANTED_SC = {
+    "provisioner": "rancher.io/local-path",
+    "reclaimPolicy": "Retain",
+    "volumeBindingMode": "WaitForFirstConsumer",
+}
 
 
 @pytest.mark.parametrize(
@@ -144,7 +150,10 @@ def deployment(name, replicas=1, ready=1, generation=1, observed=1):
 
 def pod(name, app, ready=False, **status):
     conditions = [{"type": "Ready", "status": "True" if ready else "False"}] + status.pop("conditions", [])
-    return {"metadata": {"name": name, "labels": {"app": app}}, "status": {"phase": "Running", "conditions": conditions, **status}}
+    return {
+        "metadata": {"name": name, "labels": {"app": app}},
+        "status": {"phase": "Running", "conditions": conditions, **status},
+    }
 
 
 def test_ready_workloads_have_no_problems():
@@ -155,11 +164,27 @@ def test_ready_workloads_have_no_problems():
     ("pod_status", "expected"),
     [
         (
-            {"conditions": [{"type": "PodScheduled", "status": "False", "reason": "Unschedulable", "message": "0/1 nodes are available: 1 node(s) had untolerated taint"}]},
+            {
+                "conditions": [
+                    {
+                        "type": "PodScheduled",
+                        "status": "False",
+                        "reason": "Unschedulable",
+                        "message": "0/1 nodes are available: 1 node(s) had untolerated taint",
+                    }
+                ]
+            },
             "not scheduled: Unschedulable (0/1 nodes are available: 1 node(s) had untolerated taint)",
         ),
         (
-            {"containerStatuses": [{"name": "grafana", "state": {"waiting": {"reason": "ImagePullBackOff", "message": "Back-off pulling image"}}}]},
+            {
+                "containerStatuses": [
+                    {
+                        "name": "grafana",
+                        "state": {"waiting": {"reason": "ImagePullBackOff", "message": "Back-off pulling image"}},
+                    }
+                ]
+            },
             "container grafana waiting: ImagePullBackOff (Back-off pulling image)",
         ),
         (

@@ -1,0 +1,482 @@
+"""Every Kubernetes layer against a real API server: apply, re-run, drift, rollback.
+
+The tests run in file order and build on each other (one cluster for the module):
+K3s cluster objects, then the GPU in Kubernetes, then monitoring, then rollback.
+What needs a real kubelet, a GPU or the K3s binary is not here: pods are simulated by
+kwok (scheduled, Running and Ready, Jobs Succeeded, no container runs), the device
+plugin's nvidia.com/gpu advertisement is made by the test, and the local-path
+provisioner is stood in for by pre-created volumes of its storage class. The GitHub
+Actions e2e workflow runs the same playbooks on a real K3s.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+import cluster
+import pytest
+import yaml
+from k8slive import REPO, Playbook, package_charts, say
+
+K3S_DEFAULTS = yaml.safe_load((REPO / "roles/k3s/defaults/main.yml").read_text())
+MON_DEFAULTS = yaml.safe_load((REPO / "roles/monitoring/defaults/main.yml").read_text())
+GPU_DEFAULTS = yaml.safe_load((REPO / "roles/gpu_k8s/defaults/main.yml").read_text())
+NS = "monitoring"
+
+# What K3s writes when it finds the NVIDIA container runtime (the part the role checks).
+CONTAINERD_WITH_NVIDIA = """\
+version = 3
+[plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.'nvidia']
+  runtime_type = "io.containerd.runc.v2"
+[plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.'nvidia'.options]
+  BinaryName = "/usr/bin/nvidia-container-runtime"
+  SystemdCgroup = true
+"""
+
+# The K3s HelmChart CRD (helm.cattle.io/v1), as a small structural schema: the k3s role
+# deletes the traefik HelmCharts a K3s that ran with Traefik left behind.
+HELMCHART_CRD = """\
+apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata:
+  name: helmcharts.helm.cattle.io
+  annotations: {odin.test/fixture: "K3s helm-controller HelmChart CRD, structural schema only"}
+spec:
+  group: helm.cattle.io
+  scope: Namespaced
+  names: {kind: HelmChart, listKind: HelmChartList, plural: helmcharts, singular: helmchart}
+  versions:
+    - name: v1
+      served: true
+      storage: true
+      schema:
+        openAPIV3Schema:
+          type: object
+          properties:
+            spec: {type: object, x-kubernetes-preserve-unknown-fields: true}
+            status: {type: object, x-kubernetes-preserve-unknown-fields: true}
+"""
+
+
+def standin_volumes(sizes):
+    """PersistentVolumes of the local-path-retain class, standing in for its provisioner."""
+    docs = []
+    for index, size in enumerate(sizes):
+        docs.append(
+            {
+                "apiVersion": "v1",
+                "kind": "PersistentVolume",
+                "metadata": {"name": f"odin-test-local-path-standin-{index}", "labels": {"odin.test/stand-in": "true"}},
+                "spec": {
+                    "capacity": {"storage": size},
+                    "accessModes": ["ReadWriteOnce"],
+                    "persistentVolumeReclaimPolicy": "Retain",
+                    "storageClassName": "local-path-retain",
+                    "local": {"path": f"/var/lib/rancher/k3s/storage/odin-test-{index}"},
+                    "nodeAffinity": {
+                        "required": {
+                            "nodeSelectorTerms": [
+                                {
+                                    "matchExpressions": [
+                                        {
+                                            "key": "kubernetes.io/hostname",
+                                            "operator": "In",
+                                            "values": ["odin-test-node"],
+                                        }
+                                    ]
+                                }
+                            ]
+                        }
+                    },
+                },
+            }
+        )
+    return "\n---\n".join(json.dumps(d) for d in docs)
+
+
+@pytest.fixture(scope="module")
+def env(plane, tmp_path_factory):
+    work = tmp_path_factory.mktemp("k8s-live")
+    state = work / "state"
+    charts = package_charts(
+        plane,
+        work / "charts",
+        {
+            "kube-prometheus-stack": MON_DEFAULTS["monitoring_kube_prometheus_stack_version"],
+            "loki": MON_DEFAULTS["monitoring_loki_version"],
+            "alloy": MON_DEFAULTS["monitoring_alloy_version"],
+            "dcgm-exporter": MON_DEFAULTS["monitoring_dcgm_exporter_version"],
+            "nvidia-device-plugin": GPU_DEFAULTS["gpu_k8s_chart_version"],
+        },
+    )
+    containerd = work / "containerd-config.toml"
+    containerd.write_text(CONTAINERD_WITH_NVIDIA)
+    units = work / "units"
+    units.mkdir()
+    extra_vars = {
+        "odin_state_dir": str(state),
+        "odin_kubeconfig": str(plane.kubeconfig),
+        "odin_gpu_resolved": True,
+        "odin_backup_dir": str(work / "backups"),
+        "k3s_cluster_checks": True,
+        "_monitoring_helm_binary": str(plane.bin / "helm"),
+        "_monitoring_unit_dir": str(units),
+        "_monitoring_k3s_binary": str(plane.bin / "kubectl"),
+        "monitoring_chart_source": "directory",
+        "monitoring_chart_dir": str(charts),
+        "monitoring_release_timeout": 120,
+        "_gpu_k8s_helm_bin": str(plane.bin / "helm"),
+        "gpu_k8s_chart_path": str(charts / f"nvidia-device-plugin-{GPU_DEFAULTS['gpu_k8s_chart_version']}.tgz"),
+        "gpu_k8s_containerd_config": str(containerd),
+        "gpu_k8s_timeout": 60,
+        "monitoring_rollback_helm": str(plane.bin / "helm"),
+    }
+    return {"work": work, "charts": charts, "run": Playbook(plane, work, extra_vars)}
+
+
+def _names(plane, kind, namespace=None):
+    args = [kind] + (["-n", namespace] if namespace else [])
+    return sorted(item["metadata"]["name"] for item in plane.get(*args)["items"])
+
+
+# -- K3s layer: the Retain storage class, Traefik removed ------------------------------
+
+
+def test_k3s_cluster_objects(plane, env):
+    run = env["run"]
+    plane.apply(HELMCHART_CRD)
+    plane.wait_for(lambda: plane.get("crd", "helmcharts.helm.cattle.io") is not None, 30, "HelmChart CRD")
+    time.sleep(1)
+    # A K3s that once ran with Traefik: the HelmCharts its deploy controller created.
+    for name in ("traefik", "traefik-crd"):
+        plane.apply(
+            json.dumps(
+                {
+                    "apiVersion": "helm.cattle.io/v1",
+                    "kind": "HelmChart",
+                    "metadata": {"name": name, "namespace": "kube-system"},
+                    "spec": {"chart": name},
+                }
+            )
+        )
+
+    first = run("playbooks/k3s.yml", "--tags", "k3s_cluster", label="k3s cluster objects, first run")
+    assert first.changed > 0
+    sc = plane.get("storageclass", "local-path-retain")
+    assert sc["reclaimPolicy"] == "Retain"
+    assert sc["volumeBindingMode"] == "WaitForFirstConsumer"
+    assert sc["provisioner"] == "rancher.io/local-path"
+    assert _names(plane, "helmcharts.helm.cattle.io", "kube-system") == []
+
+    second = run("playbooks/k3s.yml", "--tags", "k3s_cluster", label="k3s cluster objects, second run")
+    assert second.changed == 0, second.changed_tasks()
+
+    # Drift: the class re-created by hand with a Delete policy (a field that cannot be
+    # changed in place) and a label removed.
+    plane.kubectl("delete", "storageclass", "local-path-retain")
+    plane.apply(
+        json.dumps(
+            {
+                "apiVersion": "storage.k8s.io/v1",
+                "kind": "StorageClass",
+                "metadata": {"name": "local-path-retain"},
+                "provisioner": "rancher.io/local-path",
+                "reclaimPolicy": "Delete",
+                "volumeBindingMode": "WaitForFirstConsumer",
+            }
+        ),
+        server_side=False,
+    )
+    third = run("playbooks/k3s.yml", "--tags", "k3s_cluster", label="k3s drift: storage class changed")
+    assert set(third.changed_tasks()) == {
+        "Delete a storage class whose fixed fields have drifted",
+        "Apply the Retain storage class",
+    }
+    sc = plane.get("storageclass", "local-path-retain")
+    assert sc["reclaimPolicy"] == "Retain"
+    assert sc["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "odin"
+    fourth = run("playbooks/k3s.yml", "--tags", "k3s_cluster", label="k3s after drift")
+    assert fourth.changed == 0, fourth.changed_tasks()
+
+
+# -- GPU in Kubernetes ---------------------------------------------------------------
+
+
+def test_gpu_k8s(plane, env):
+    run = env["run"]
+    # K3s' node label for GPU hosts, and the GPU the device plugin would advertise.
+    plane.kubectl("label", "node", "odin-test-node", "nvidia.com/gpu.present=true", "--overwrite")
+    plane.set_gpus(1)
+    say("nvidia.com/gpu: 1 set on the kwok node by the test (the device plugin's part; no GPU here)")
+
+    first = run("playbooks/gpu_k8s.yml", label="gpu_k8s first run")
+    assert "Create the nvidia RuntimeClass if it is missing" in first.changed_tasks()
+    assert "Deploy the NVIDIA device plugin" in first.changed_tasks()
+    assert plane.get("runtimeclass", "nvidia")["handler"] == "nvidia"
+    ds = plane.get("daemonset", GPU_DEFAULTS["gpu_k8s_release_name"], "-n", GPU_DEFAULTS["gpu_k8s_namespace"])
+    assert ds["spec"]["template"]["spec"]["runtimeClassName"] == "nvidia"
+    assert ds["status"]["numberReady"] == 1
+
+    second = run("playbooks/gpu_k8s.yml", label="gpu_k8s second run")
+    assert second.changed == 0, second.changed_tasks()
+
+    plane.kubectl("delete", "runtimeclass", "nvidia")
+    third = run("playbooks/gpu_k8s.yml", label="gpu_k8s drift: RuntimeClass deleted")
+    assert third.changed_tasks() == ["Create the nvidia RuntimeClass if it is missing"]
+    assert plane.get("runtimeclass", "nvidia") is not None
+
+    fourth = run("playbooks/gpu_k8s.yml", label="gpu_k8s after drift")
+    assert fourth.changed == 0, fourth.changed_tasks()
+
+
+# -- Monitoring ------------------------------------------------------------------------
+
+
+def test_monitoring_first_run_and_rerun(plane, env):
+    run = env["run"]
+    plane.apply(standin_volumes(["10Gi", "10Gi", "1Gi", "1Gi", "1Gi", "10Gi"]))
+
+    first = run("playbooks/monitoring.yml", label="monitoring first run")
+    assert first.changed > 0
+    releases = json.loads(plane_helm(plane, "list", "-n", NS, "-o", "json").stdout)
+    assert sorted(r["name"] for r in releases) == ["alloy", "dcgm-exporter", "kube-prometheus-stack", "loki"]
+    assert all(r["status"] == "deployed" for r in releases), releases
+    # The CRD file with `- =` enum items was applied intact.
+    crd = plane.get("crd", "alertmanagerconfigs.monitoring.coreos.com")
+    enum = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]["inhibitRules"][
+        "items"
+    ]["properties"]["sourceMatch"]["items"]["properties"]["matchType"]["enum"]
+    assert enum == ["!=", "=", "=~", "!~"]
+    # Workloads ran (as kwok runs them), PVCs bound on the Retain class.
+    ready = first.result("Wait for the releases' workloads to become ready")
+    assert ready["ready"] is True and len(ready["workloads"]) >= 6, ready
+    pvcs = plane.get("pvc", "-n", NS)["items"]
+    assert pvcs and all(p["status"]["phase"] == "Bound" for p in pvcs), [p["status"] for p in pvcs]
+    assert {p["spec"]["storageClassName"] for p in pvcs} == {"local-path-retain"}
+    assert plane.get("servicemonitor", "loki", "-n", NS) is not None
+    assert plane.get("prometheusrule", "-n", NS)["items"]
+    # Secrets are encrypted at rest in the datastore (K3s' secrets-encryption).
+    raw = plane.etcd_secret_value(NS, "odin-grafana-admin")
+    assert raw is not None and raw.startswith(b"k8s:enc:aescbc:v1:"), raw[:40] if raw else raw
+    assert "SKIPPED starting the host port-forwards" in "\n".join(first.messages())
+
+    second = run("playbooks/monitoring.yml", label="monitoring second run")
+    assert second.changed == 0, second.changed_tasks()
+
+
+def plane_helm(plane, *args):
+    proc = subprocess.run(
+        [str(plane.bin / "helm"), *args], env=plane.env(), capture_output=True, text=True, check=False
+    )
+    assert proc.returncode == 0, proc.stderr
+    return proc
+
+
+def test_monitoring_drift_is_corrected_by_one_run(plane, env):
+    """Four kinds of drift at once; one run changes exactly the drifted objects."""
+    run = env["run"]
+    policies = _names(plane, "networkpolicy", NS)
+    assert policies, "the role applies NetworkPolicies"
+    policy = policies[0]
+    policy_before = plane.get("networkpolicy", policy, "-n", NS)["spec"]
+    untouched = {
+        name: plane.get("configmap", name, "-n", NS)["metadata"]["resourceVersion"]
+        for name in _names(plane, "configmap", NS)
+        if name != "kube-prometheus-stack-grafana"
+    }
+
+    plane.kubectl("delete", "configmap", "kube-prometheus-stack-grafana", "-n", NS)
+    plane.kubectl("scale", "deployment", "kube-prometheus-stack-grafana", "-n", NS, "--replicas=0")
+    plane.kubectl(
+        "patch", "networkpolicy", policy, "-n", NS, "--type=merge", "-p", json.dumps({"spec": {"ingress": []}})
+    )
+    plane_helm(plane, "uninstall", "alloy", "-n", NS, "--wait")
+    say(
+        "drift: ConfigMap kube-prometheus-stack-grafana deleted, Grafana scaled to 0, "
+        f"NetworkPolicy {policy} emptied, release alloy uninstalled"
+    )
+
+    corrected = run("playbooks/monitoring.yml", label="monitoring drift correction")
+    assert set(corrected.changed_tasks()) == {
+        "Apply the network policies, dashboards and alert rules",
+        "Install or upgrade the releases",
+        "Correct drift in the releases' objects",
+    }, corrected.changed_tasks()
+    # Only alloy was re-installed; only the drifted objects of the others were re-applied.
+    helm_results = corrected.result("Install or upgrade the releases")["results"]
+    assert [r["item"][0]["name"] for r in helm_results if r["changed"]] == ["alloy"]
+    manifests = corrected.result("Apply the network policies, dashboards and alert rules")["results"]
+    assert [r["item"] for r in manifests if r["changed"]] == ["networkpolicies.yaml"]
+    drift = "\n".join(m for m in corrected.messages() if m.startswith("Say what drift was corrected"))
+    say(drift)
+    assert "kube-prometheus-stack: re-applied" in drift
+    assert "ConfigMap/monitoring/kube-prometheus-stack-grafana" in drift
+    assert "Deployment/monitoring/kube-prometheus-stack-grafana" in drift
+    kps_line = [line for line in drift.splitlines() if "kube-prometheus-stack:" in line][0]
+    assert kps_line.count("/") == 4, kps_line  # exactly those two objects
+    assert "loki:" not in drift and "dcgm-exporter:" not in drift
+
+    assert plane.get("networkpolicy", policy, "-n", NS)["spec"] == policy_before
+    grafana = plane.get("deployment", "kube-prometheus-stack-grafana", "-n", NS)
+    assert grafana["spec"]["replicas"] == 1 and grafana["status"].get("readyReplicas") == 1
+    restored = plane.get("configmap", "kube-prometheus-stack-grafana", "-n", NS)
+    assert restored["metadata"]["annotations"]["meta.helm.sh/release-name"] == "kube-prometheus-stack"
+    assert plane.get("daemonset", "alloy", "-n", NS)["status"]["numberReady"] == 1
+    for name, version in untouched.items():
+        if name != "alloy":
+            assert plane.get("configmap", name, "-n", NS)["metadata"]["resourceVersion"] == version, name
+
+    again = run("playbooks/monitoring.yml", label="monitoring after drift correction")
+    assert again.changed == 0, again.changed_tasks()
+
+
+def test_release_that_cannot_become_ready_fails_with_the_pods_reason(plane, env):
+    run = env["run"]
+    plane.kubectl("taint", "node", "odin-test-node", "odin.test/blocked=true:NoSchedule")
+    try:
+        plane_helm(plane, "uninstall", "loki", "-n", NS, "--wait")
+        start = time.monotonic()
+        failed = run(
+            "playbooks/monitoring.yml",
+            extra={"monitoring_release_timeout": 20},
+            check=False,
+            label="monitoring with the node tainted (timeout 20s)",
+        )
+        elapsed = time.monotonic() - start
+        assert failed.rc != 0
+        message = failed.failures()
+        assert "Wait for the releases' workloads to become ready" in message
+        assert "StatefulSet/loki: 0/1 ready" in message
+        assert "Unschedulable" in message and "untolerated taint" in message, message
+        say(f"failed in {elapsed:.0f}s with: {message[:400]}")
+        assert elapsed < 120
+    finally:
+        plane.kubectl("taint", "node", "odin-test-node", "odin.test/blocked=true:NoSchedule-")
+    # The release was installed; once the node takes pods again the scheduler places
+    # loki-0 and the next run finds everything ready without changing anything.
+    recovered = run("playbooks/monitoring.yml", label="monitoring after the taint is removed")
+    assert recovered.changed == 0, recovered.changed_tasks()
+    assert plane.get("statefulset", "loki", "-n", NS)["status"].get("readyReplicas") == 1
+
+
+# -- Rollback ------------------------------------------------------------------------
+
+
+def test_rollback(plane, env):
+    run = env["run"]
+
+    def retention():
+        sts = plane.get("statefulset", "prometheus-kube-prometheus-stack-prometheus", "-n", NS)
+        return [a for a in sts["spec"]["template"]["spec"]["containers"][0]["args"] if "retention.time" in a][0]
+
+    assert retention().endswith("=" + MON_DEFAULTS["monitoring_prometheus_retention"])
+    upgraded = run(
+        "playbooks/monitoring.yml", extra={"monitoring_prometheus_retention": "9d"}, label="monitoring, retention 9d"
+    )
+    assert "Install or upgrade the releases" in upgraded.changed_tasks()
+    assert retention().endswith("=9d")
+    revision = lambda: int(  # noqa: E731
+        json.loads(plane_helm(plane, "history", "kube-prometheus-stack", "-n", NS, "-o", "json").stdout)[-1]["revision"]
+    )
+    before = revision()
+
+    rolled = run(
+        "playbooks/rollback.yml", extra={"monitoring_rollback_release": "kube-prometheus-stack"}, label="rollback kps"
+    )
+    assert rolled.changed_tasks() == ["Roll back to the previous revision"]
+    assert revision() == before + 1
+    assert retention().endswith("=" + MON_DEFAULTS["monitoring_prometheus_retention"])
+
+    # dcgm-exporter was installed once: there is nothing to go back to, and it says so.
+    none = run("playbooks/rollback.yml", extra={"monitoring_rollback_release": "dcgm-exporter"}, label="rollback dcgm")
+    assert none.changed == 0
+    assert any("no earlier revision" in m for m in none.messages()), none.messages()
+
+    unknown = run(
+        "playbooks/rollback.yml", extra={"monitoring_rollback_release": "nope"}, check=False, label="rollback unknown"
+    )
+    assert unknown.rc != 0 and "is not a release" in unknown.failures()
+
+    # An inventory that still asks for 9d upgrades the release again on the next run.
+    nine = {"monitoring_prometheus_retention": "9d"}
+    back = run("playbooks/monitoring.yml", extra=nine, label="monitoring after rollback, inventory still 9d")
+    assert "Install or upgrade the releases" in back.changed_tasks()
+    assert retention().endswith("=9d")
+    assert revision() == before + 2
+    again = run("playbooks/monitoring.yml", extra=nine, label="monitoring after rollback, again")
+    assert again.changed == 0, again.changed_tasks()
+
+
+def test_monitoring_refuses_altered_chart_archive(plane, env):
+    run = env["run"]
+    archive = next(Path(env["charts"]).glob("loki-*.tgz"))
+    original = archive.read_bytes()
+    try:
+        archive.write_bytes(original[:-1] + bytes([original[-1] ^ 1]))
+        refused = run("playbooks/monitoring.yml", check=False, label="monitoring with a corrupted chart archive")
+        assert refused.rc != 0
+        assert "does not match" in refused.failures() and archive.name in refused.failures()
+        assert refused.changed_tasks() == [], refused.changed_tasks()
+    finally:
+        archive.write_bytes(original)
+    assert os.path.getsize(archive) == len(original)
+
+
+# -- The real upstream charts (opt-in) ------------------------------------------------
+
+UPSTREAM = os.environ.get("ODIN_UPSTREAM_CHARTS", "")
+
+
+@pytest.mark.skipif(
+    not UPSTREAM,
+    reason="ODIN_UPSTREAM_CHARTS is not set: chart repositories cannot be reached here, so the real "
+    "kube-prometheus-stack, loki, alloy and dcgm-exporter charts are applied only when a directory of "
+    "their archives at the pinned versions is given (the e2e workflow fills one with playbooks/bundle.yml)",
+)
+def test_upstream_charts_apply_and_rerun(plane, tmp_path):
+    """The real charts at the pinned versions, on a second, fresh control plane."""
+    source = Path(UPSTREAM)
+    charts = tmp_path / "charts"
+    charts.mkdir()
+    wanted = {
+        "kube-prometheus-stack": MON_DEFAULTS["monitoring_kube_prometheus_stack_version"],
+        "loki": MON_DEFAULTS["monitoring_loki_version"],
+        "alloy": MON_DEFAULTS["monitoring_alloy_version"],
+        "dcgm-exporter": MON_DEFAULTS["monitoring_dcgm_exporter_version"],
+    }
+    lines = []
+    for chart, version in wanted.items():
+        archive = source / f"{chart}-{version}.tgz"
+        assert archive.is_file(), f"ODIN_UPSTREAM_CHARTS={source} has no {archive.name}"
+        shutil.copy(archive, charts / archive.name)
+        lines.append(f"{hashlib.sha256(archive.read_bytes()).hexdigest()}  {archive.name}\n")
+    (charts / "SHA256SUMS").write_text("".join(lines))
+
+    with cluster.ControlPlane(plane.bin, workdir=tmp_path / "plane") as upstream:
+        upstream.apply(HELMCHART_CRD)
+        upstream.apply(standin_volumes(["10Gi", "10Gi", "1Gi", "1Gi", "1Gi", "10Gi"]))
+        run = Playbook(
+            upstream,
+            tmp_path,
+            {
+                "odin_state_dir": str(tmp_path / "state"),
+                "odin_kubeconfig": str(upstream.kubeconfig),
+                "odin_gpu_resolved": False,
+                "k3s_cluster_checks": True,
+                "_monitoring_helm_binary": str(upstream.bin / "helm"),
+                "_monitoring_unit_dir": str(tmp_path),
+                "monitoring_chart_source": "directory",
+                "monitoring_chart_dir": str(charts),
+            },
+        )
+        run("playbooks/k3s.yml", "--tags", "k3s_cluster", label="upstream charts: k3s cluster objects")
+        first = run("playbooks/monitoring.yml", label="upstream charts: monitoring first run")
+        assert first.changed > 0
+        second = run("playbooks/monitoring.yml", label="upstream charts: monitoring second run")
+        assert second.changed == 0, second.changed_tasks()
