@@ -15,6 +15,7 @@ import hashlib
 import json
 import os
 import shutil
+import sqlite3
 import subprocess
 import time
 from pathlib import Path
@@ -411,6 +412,64 @@ def test_rollback(plane, env):
     assert revision() == before + 2
     again = run("playbooks/monitoring.yml", extra=nine, label="monitoring after rollback, again")
     assert again.changed == 0, again.changed_tasks()
+
+
+def test_restore_grafana_into_the_running_stack(plane, env, tmp_path):
+    """A real restore scales Grafana down, writes its database, and scales it back."""
+    run = env["run"]
+    (tmp_path / "textfile").mkdir()
+    volume = tmp_path / "storage" / "pvc-1234_monitoring_kube-prometheus-stack-grafana"
+    volume.mkdir(parents=True)
+    db = volume / "grafana.db"
+    with sqlite3.connect(db) as conn:
+        conn.execute("CREATE TABLE dashboard (id INTEGER PRIMARY KEY, title TEXT)")
+        conn.execute("INSERT INTO dashboard (title) VALUES ('GPU')")
+    os.chown(db, 472, 472)
+    db.chmod(0o640)
+    settings = {
+        "odin_backup_dir": str(tmp_path / "backups"),
+        "odin_textfile_dir": str(tmp_path / "textfile"),
+        "backup_components": ["grafana"],
+        "backup_required_components": ["grafana"],
+        "backup_grafana_db": str(tmp_path / "storage" / "pvc-*_monitoring_*grafana*" / "grafana.db"),
+    }
+    run("playbooks/backup.yml", extra=settings, label="backup of Grafana")
+    with sqlite3.connect(db) as conn:
+        conn.execute("INSERT INTO dashboard (title) VALUES ('written after the backup')")
+    sts_before = plane.get("statefulset", "prometheus-kube-prometheus-stack-prometheus", "-n", NS)
+
+    restore = {
+        **settings,
+        "backup_restore_mode": "restore",
+        "backup_restore_components": ["grafana"],
+        "backup_restore_backup_first": False,
+    }
+    restored = run("playbooks/restore.yml", extra=restore, label="restore Grafana into the running stack")
+    changed = restored.changed_tasks()
+    assert "Scale them to 0" in changed and "Scale the workloads back to their replicas" in changed, changed
+    down = restored.result("Wait until their pods are gone")["results"]
+    assert [r["item"]["name"] for r in down] == ["kube-prometheus-stack-grafana"]
+    assert all(r["resources"][0]["status"].get("replicas", 0) == 0 for r in down)
+    grafana = plane.get("deployment", "kube-prometheus-stack-grafana", "-n", NS)
+    assert grafana["spec"]["replicas"] == 1 and grafana["status"].get("readyReplicas") == 1
+    with sqlite3.connect(db) as conn:
+        assert [row[0] for row in conn.execute("SELECT title FROM dashboard")] == ["GPU"]
+    assert (db.stat().st_uid, db.stat().st_gid) == (472, 472)
+    # Prometheus' data was not restored: its workload was left alone.
+    sts_after = plane.get("statefulset", "prometheus-kube-prometheus-stack-prometheus", "-n", NS)
+    assert sts_after["metadata"]["generation"] == sts_before["metadata"]["generation"]
+    say("restore: Grafana 1 -> 0 -> 1 around the write; Prometheus untouched")
+
+    # A backup that fails verification is refused before anything is scaled down.
+    backups = sorted((tmp_path / "backups").glob("odin-*"))
+    target = next(
+        p for p in backups[-1].rglob("*") if p.is_file() and p.name != "manifest.json" and "sha256" not in p.name
+    )
+    target.write_bytes(target.read_bytes() + b"x")
+    refused = run("playbooks/restore.yml", extra=restore, check=False, label="restore of a damaged backup")
+    assert refused.rc != 0
+    assert "Scale them to 0" not in refused.changed_tasks()
+    assert plane.get("deployment", "kube-prometheus-stack-grafana", "-n", NS)["spec"]["replicas"] == 1
 
 
 def test_monitoring_refuses_altered_chart_archive(plane, env):
