@@ -84,7 +84,17 @@ run_pytest() {
 # stage so that the timing summary shows the build apart from the run.
 run_k8s_live() {
   stage controlplane-build scripts/controlplane-build.sh
-  stage k8s-live pytest -q -s -rs tests/k8s
+  stage k8s-live k8s_live
+}
+
+# Its own temp root: pytest prunes old /tmp/pytest-of-<user>/ runs, which would pull the
+# files from under another run's control plane on the same machine.
+k8s_live() {
+  local tmp rc=0
+  tmp=$(mktemp -d "${TMPDIR:-/tmp}/odin-k8s-live-XXXXXX")
+  pytest -q -s -rs -p no:cacheprovider --basetemp "$tmp" tests/k8s || rc=$?
+  rm -rf "$tmp"
+  return $rc
 }
 
 run_services_prep() {
