@@ -57,6 +57,37 @@ def k8s_helm_owned(objects, release, namespace):
     return owned
 
 
+def k8s_release_objects(manifest_results, namespace):
+    """Every object of several releases, from a loop of `helm get manifest` results.
+
+    Each result's `item.name` is the release; its objects get that release's ownership
+    annotations (see k8s_helm_owned), so they can be applied in one call.
+    """
+    if isinstance(manifest_results, dict):
+        manifest_results = manifest_results.get("results")
+    objects = []
+    for entry in manifest_results or []:
+        release = entry["item"]["name"]
+        objects.extend(k8s_helm_owned(k8s_documents(entry.get("stdout", ""), release), release, namespace))
+    return objects
+
+
+def k8s_changed_by_release(result):
+    """{release: [Kind/namespace/name, ...]} of the objects a kubernetes.core.k8s call changed."""
+    by_release = {}
+    if not isinstance(result, dict):
+        return by_release
+    inner = result.get("result") or {}
+    entries = inner.get("results") if isinstance(inner, dict) and "results" in inner else [result]
+    for entry in entries:
+        obj = entry.get("result")
+        if entry.get("changed") and isinstance(obj, dict):
+            annotations = (obj.get("metadata") or {}).get("annotations") or {}
+            release = annotations.get("meta.helm.sh/release-name", "?")
+            by_release.setdefault(release, []).append(_k8s_yaml.object_ref(obj))
+    return by_release
+
+
 def k8s_changed_refs(result):
     """`Kind/namespace/name` of each object a kubernetes.core.k8s call changed."""
     if not isinstance(result, dict):
@@ -82,5 +113,7 @@ class FilterModule:
             "k8s_object_refs": k8s_object_refs,
             "k8s_helm_owned": k8s_helm_owned,
             "k8s_changed_refs": k8s_changed_refs,
+            "k8s_release_objects": k8s_release_objects,
+            "k8s_changed_by_release": k8s_changed_by_release,
             "k8s_storageclass_drift": k8s_storageclass_drift,
         }

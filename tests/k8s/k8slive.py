@@ -69,9 +69,7 @@ class Playbook:
             )
         )
 
-    def __call__(self, playbook, *args, extra=None, check=True, label=None):
-        vars_file = self.workdir / "extra-vars.json"
-        vars_file.write_text(json.dumps({**self.extra_vars, **(extra or {})}))
+    def env(self):
         env = self.plane.env()
         env.update(
             ANSIBLE_CONFIG=str(REPO / "ansible.cfg"),
@@ -80,6 +78,18 @@ class Playbook:
             ANSIBLE_FORCE_COLOR="0",
             PATH=f"{VENV_BIN}{os.pathsep}{env['PATH']}",
         )
+        # No network but loopback: any HTTP(S) request for a host other than 127.0.0.1 or
+        # localhost goes to a proxy port where nothing listens, and fails. The layers must
+        # run from local sources (the chart directory, the bundle) alone.
+        for name in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"):
+            env[name] = "http://127.0.0.1:9"
+        env["no_proxy"] = env["NO_PROXY"] = "127.0.0.1,localhost"
+        return env
+
+    def __call__(self, playbook, *args, extra=None, check=True, label=None):
+        vars_file = self.workdir / "extra-vars.json"
+        vars_file.write_text(json.dumps({**self.extra_vars, **(extra or {})}))
+        env = self.env()
         start = time.monotonic()
         proc = subprocess.run(
             [str(VENV_BIN / "ansible-playbook"), "-i", str(self.inventory), "-e", f"@{vars_file}", playbook, *args],

@@ -17,6 +17,7 @@ import os
 import shutil
 import sqlite3
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -243,7 +244,22 @@ def test_monitoring_first_run_and_rerun(plane, env):
     run = env["run"]
     plane.apply(standin_volumes(["10Gi", "10Gi", "1Gi", "1Gi", "1Gi", "10Gi"]))
 
-    first = run("playbooks/monitoring.yml", label="monitoring first run")
+    # The playbooks run with no network but loopback (see Playbook.env): a request for
+    # any other host fails there, so the runs below prove the layer needs none.
+    probe = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import urllib.request; urllib.request.urlopen('https://charts.example.org/', timeout=10)",
+        ],
+        env=run.env(),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert probe.returncode != 0 and "Connection refused" in probe.stderr, probe.stderr[-500:]
+
+    first = run("playbooks/monitoring.yml", label="monitoring first run (loopback only)")
     assert first.changed > 0
     releases = json.loads(plane_helm(plane, "list", "-n", NS, "-o", "json").stdout)
     assert sorted(r["name"] for r in releases) == ["alloy", "dcgm-exporter", "kube-prometheus-stack", "loki"]
@@ -271,11 +287,11 @@ def test_monitoring_first_run_and_rerun(plane, env):
     assert second.changed == 0, second.changed_tasks()
 
 
-def plane_helm(plane, *args):
+def plane_helm(plane, *args, check=True):
     proc = subprocess.run(
         [str(plane.bin / "helm"), *args], env=plane.env(), capture_output=True, text=True, check=False
     )
-    assert proc.returncode == 0, proc.stderr
+    assert not check or proc.returncode == 0, proc.stderr
     return proc
 
 
@@ -303,6 +319,15 @@ def test_monitoring_drift_is_corrected_by_one_run(plane, env):
         f"NetworkPolicy {policy} emptied, release alloy uninstalled"
     )
 
+    predicted = run("playbooks/monitoring.yml", "--check", label="monitoring drift, check mode")
+    assert {
+        "Apply the network policies, dashboards and alert rules",
+        "Install or upgrade the releases",
+        "Correct drift in the releases' objects",
+    } <= set(predicted.changed_tasks()), predicted.changed_tasks()
+    assert plane.get("configmap", "kube-prometheus-stack-grafana", "-n", NS) is None, "check mode changed the cluster"
+    assert plane_helm(plane, "status", "alloy", "-n", NS, check=False).returncode != 0
+
     corrected = run("playbooks/monitoring.yml", label="monitoring drift correction")
     assert set(corrected.changed_tasks()) == {
         "Apply the network policies, dashboards and alert rules",
@@ -311,7 +336,7 @@ def test_monitoring_drift_is_corrected_by_one_run(plane, env):
     }, corrected.changed_tasks()
     # Only alloy was re-installed; only the drifted objects of the others were re-applied.
     helm_results = corrected.result("Install or upgrade the releases")["results"]
-    assert [r["item"][0]["name"] for r in helm_results if r["changed"]] == ["alloy"]
+    assert [r["item"]["name"] for r in helm_results if r["changed"]] == ["alloy"]
     manifests = corrected.result("Apply the network policies, dashboards and alert rules")["results"]
     assert [r["item"] for r in manifests if r["changed"]] == ["networkpolicies.yaml"]
     drift = "\n".join(m for m in corrected.messages() if m.startswith("Say what drift was corrected"))
@@ -360,10 +385,10 @@ def test_release_that_cannot_become_ready_fails_with_the_pods_reason(plane, env)
     finally:
         plane.kubectl("taint", "node", "odin-test-node", "odin.test/blocked=true:NoSchedule-")
     # The release was installed; once the node takes pods again the scheduler places
-    # loki-0 and the next run finds everything ready without changing anything.
-    recovered = run("playbooks/monitoring.yml", label="monitoring after the taint is removed")
-    assert recovered.changed == 0, recovered.changed_tasks()
-    assert plane.get("statefulset", "loki", "-n", NS)["status"].get("readyReplicas") == 1
+    # loki-0 by itself (the next test's runs then wait for it like every workload).
+    plane.wait_for(
+        lambda: plane.get("statefulset", "loki", "-n", NS)["status"].get("readyReplicas") == 1, 60, "loki-0 Ready"
+    )
 
 
 # -- Rollback ------------------------------------------------------------------------
@@ -480,7 +505,34 @@ def test_verify_cluster_checks(plane, env, tmp_path):
         "verify_gates": ["gate1", "gate4"],
         "verify_fail_on_failure": False,
         "verify_report_dir": str(tmp_path / "reports"),
+        # K3s's own local-path class is not in the test cluster; its Retain sibling is.
+        "verify_storage_class": "local-path-retain",
     }
+    # K3s runs CoreDNS, metrics-server and the local-path provisioner in kube-system; this
+    # cluster has none, which system_pods rightly fails. A test stand-in stands for them.
+    plane.apply(
+        json.dumps(
+            {
+                "apiVersion": "apps/v1",
+                "kind": "Deployment",
+                "metadata": {"name": "odin-test-addon-standin", "namespace": "kube-system"},
+                "spec": {
+                    "selector": {"matchLabels": {"app": "odin-test-addon-standin"}},
+                    "template": {
+                        "metadata": {"labels": {"app": "odin-test-addon-standin"}},
+                        "spec": {"containers": [{"name": "standin", "image": "registry.invalid/odin-test/addon:0"}]},
+                    },
+                },
+            }
+        )
+    )
+    plane.wait_for(
+        lambda: (
+            plane.get("deployment", "odin-test-addon-standin", "-n", "kube-system")["status"].get("readyReplicas") == 1
+        ),
+        60,
+        "the kube-system stand-in",
+    )
     measured = run("playbooks/verify.yml", extra=settings, label="verify gate1 and gate4")
     checks = {c["id"]: c for gate in measured.result("Measure the gates")["gates"] for c in gate["checks"]}
     for check in ("node_ready", "system_pods", "network_policies", "kubeconfig_mode", "exposure"):

@@ -245,3 +245,43 @@ def test_scaled_to_zero_is_ready_and_other_pods_do_not_count():
 )
 def test_selector_matches(selector, labels, expected):
     assert _k8s_ready.selector_matches(selector, labels) is expected
+
+
+def test_release_objects_carry_their_own_release():
+    results = {
+        "results": [
+            {"item": {"name": "loki"}, "stdout": "---\napiVersion: v1\nkind: Service\nmetadata: {name: loki}\n"},
+            {"item": {"name": "alloy"}, "stdout": "---\n# Source: x\n"},
+            {
+                "item": {"name": "kube-prometheus-stack"},
+                "stdout": "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a}\n---\n"
+                "apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nmetadata: {name: b}\n",
+            },
+        ]
+    }
+    objects = k8s_filters.k8s_release_objects(results, "monitoring")
+    assert k8s_filters.k8s_release_objects(results["results"], "monitoring") == objects
+    assert [(o["kind"], o["metadata"]["annotations"]["meta.helm.sh/release-name"]) for o in objects] == [
+        ("Service", "loki"),
+        ("ConfigMap", "kube-prometheus-stack"),
+        ("ClusterRole", "kube-prometheus-stack"),
+    ]
+
+
+def test_changed_by_release_groups_what_changed():
+    def entry(kind, name, release, changed):
+        annotations = {"meta.helm.sh/release-name": release}
+        return {"changed": changed, "result": {"kind": kind, "metadata": {"name": name, "annotations": annotations}}}
+
+    result = {
+        "changed": True,
+        "result": {
+            "results": [
+                entry("ConfigMap", "a", "kps", True),
+                entry("Deployment", "g", "kps", True),
+                entry("Service", "l", "loki", False),
+            ]
+        },
+    }
+    assert k8s_filters.k8s_changed_by_release(result) == {"kps": ["ConfigMap/a", "Deployment/g"]}
+    assert k8s_filters.k8s_changed_by_release({"changed": False, "result": {"results": []}}) == {}
