@@ -33,11 +33,6 @@ def k8s_documents(data, source="<string>"):
         raise AnsibleFilterError(str(exc)) from exc
 
 
-def k8s_object_refs(objects):
-    """`Kind/namespace/name` of each object in a list."""
-    return [_k8s_yaml.object_ref(obj) for obj in objects or []]
-
-
 def k8s_helm_owned(objects, release, namespace):
     """The objects with the annotations Helm uses to recognise them as the release's own.
 
@@ -88,19 +83,6 @@ def k8s_changed_by_release(result):
     return by_release
 
 
-def k8s_changed_refs(result):
-    """`Kind/namespace/name` of each object a kubernetes.core.k8s call changed."""
-    if not isinstance(result, dict):
-        return []
-    inner = result.get("result") or {}
-    entries = inner.get("results") if isinstance(inner, dict) and "results" in inner else [result]
-    refs = []
-    for entry in entries:
-        if entry.get("changed") and isinstance(entry.get("result"), dict):
-            refs.append(_k8s_yaml.object_ref(entry["result"]))
-    return refs
-
-
 def k8s_storageclass_drift(live, wanted):
     """Fields a StorageClass cannot change in place on which `live` differs from `wanted`."""
     return _k8s_yaml.storageclass_fixed_drift(live or {}, wanted or {})
@@ -110,9 +92,7 @@ class FilterModule:
     def filters(self):
         return {
             "k8s_documents": k8s_documents,
-            "k8s_object_refs": k8s_object_refs,
             "k8s_helm_owned": k8s_helm_owned,
-            "k8s_changed_refs": k8s_changed_refs,
             "k8s_release_objects": k8s_release_objects,
             "k8s_changed_by_release": k8s_changed_by_release,
             "k8s_storageclass_drift": k8s_storageclass_drift,

@@ -142,6 +142,15 @@ def env(plane, tmp_path_factory):
     return {"work": work, "charts": charts, "run": Playbook(plane, work, extra_vars)}
 
 
+def _tree_digest(root):
+    """Path, mode and sha256 of every file under root."""
+    return {
+        str(path.relative_to(root)): (path.stat().st_mode, hashlib.sha256(path.read_bytes()).hexdigest())
+        for path in sorted(root.rglob("*"))
+        if path.is_file()
+    }
+
+
 def _names(plane, kind, namespace=None):
     args = [kind] + (["-n", namespace] if namespace else [])
     return sorted(item["metadata"]["name"] for item in plane.get(*args)["items"])
@@ -570,7 +579,10 @@ def test_monitoring_refuses_altered_chart_archive(plane, env):
     original = archive.read_bytes()
     try:
         archive.write_bytes(original[:-1] + bytes([original[-1] ^ 1]))
+        state = Path(env["work"]) / "state"
+        before = _tree_digest(state)
         refused = run("playbooks/monitoring.yml", check=False, label="monitoring with a corrupted chart archive")
+        assert _tree_digest(state) == before, "files under odin_state_dir changed before the refusal"
         assert refused.rc != 0
         assert "does not match" in refused.failures() and archive.name in refused.failures()
         assert refused.changed_tasks() == [], refused.changed_tasks()

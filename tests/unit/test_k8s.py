@@ -94,22 +94,6 @@ def test_helm_owned_adds_annotations_without_touching_the_input():
     assert source[0]["metadata"]["annotations"] == {"x": "y"}
 
 
-def test_changed_refs_single_and_list_results():
-    one = {"changed": True, "result": {"kind": "ConfigMap", "metadata": {"name": "a", "namespace": "m"}}}
-    many = {
-        "changed": True,
-        "result": {
-            "results": [
-                one,
-                {"changed": False, "result": {"kind": "Service", "metadata": {"name": "s", "namespace": "m"}}},
-            ]
-        },
-    }
-    assert k8s_filters.k8s_changed_refs(one) == ["ConfigMap/m/a"]
-    assert k8s_filters.k8s_changed_refs(many) == ["ConfigMap/m/a"]
-    assert k8s_filters.k8s_changed_refs({"changed": False, "skipped": True}) == []
-
-
 WANTED_SC = {
     "provisioner": "rancher.io/local-path",
     "reclaimPolicy": "Retain",
