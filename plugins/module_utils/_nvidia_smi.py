@@ -23,27 +23,102 @@ import xml.etree.ElementTree as ET  # noqa: S405 - the input is local nvidia-smi
 
 UNKNOWN_VALUES = {"", "n/a", "[n/a]", "not supported", "[not supported]", "unknown error", "[unknown error]"}
 
-# rc of coreutils `timeout` when it had to stop the command.
+# rc of coreutils `timeout` when it had to stop the command, and when it could not execute
+# (126) or find (127) the command.
 TIMEOUT_RC = 124
+CANNOT_EXECUTE_RC = 126
+NOT_FOUND_RC = 127
+# A command ended by SIGKILL or SIGTERM: negative from Python, 128 + signal from a shell.
+_KILLED_RCS = (-9, -15, 137, 143)
+
+# Directories Ansible's get_bin_path searches after PATH.
+SBIN_DIRS = ("/sbin", "/usr/sbin", "/usr/local/sbin")
+
+# nvidia-smi's documented return codes, named in the message of a failure no known text explains.
+RC_MEANINGS = {
+    2: "invalid argument or flag",
+    3: "operation not available on the target device",
+    4: "insufficient permissions",
+    6: "query unsuccessful",
+    8: "external power cables not attached",
+    9: "NVIDIA driver not loaded",
+    10: "the kernel detected an interrupt issue with a GPU",
+    12: "NVML shared library not found or not loadable",
+    13: "the local NVML does not implement this function",
+    14: "infoROM corrupted",
+    15: "a GPU has fallen off the bus or otherwise become inaccessible",
+    255: "other error or internal driver error",
+}
 
 
 class NvidiaSmiError(Exception):
-    """nvidia-smi could not report the GPUs. ``kind`` is machine readable, ``hint`` says what to do."""
+    """nvidia-smi could not report the GPUs.
 
-    def __init__(self, kind, message, hint):
+    ``kind`` is machine readable, ``hint`` says what to do, ``gpus`` lists the GPUs the failure
+    names ({index, pci_bus_id, uuid}, each None when unknown).
+    """
+
+    def __init__(self, kind, message, hint, gpus=()):
         super().__init__(message)
         self.kind = kind
         self.message = message
         self.hint = hint
+        self.gpus = list(gpus)
 
     def __str__(self):
         return "%s %s" % (self.message, self.hint)
 
 
-# Known failure texts, checked in this order; each with the action that fixes it.
+def gpu_label(gpu):
+    """'GPU 0 (bus id 00000000:01:00.0, GPU-...)': index, PCI bus id and UUID, as far as known."""
+    index = gpu.get("index")
+    head = "GPU" if index is None else "GPU %s" % index
+    known = []
+    if gpu.get("pci_bus_id"):
+        known.append("bus id %s" % gpu["pci_bus_id"])
+    if gpu.get("uuid"):
+        known.append(gpu["uuid"])
+    return "%s (%s)" % (head, ", ".join(known)) if known else head
+
+
+# A PCI bus id as nvidia-smi prints it: "0000:01:00.0" in messages, "00000000:01:00.0" in XML.
+_BUS_ID = re.compile(r"(?<![0-9a-fA-F:])([0-9a-fA-F]{4,8}:[0-9a-fA-F]{2}:[0-9a-fA-F]{2}\.[0-7])(?![0-9a-fA-F])")
+
+
+def _bus_key(bus_id):
+    domain, _, rest = bus_id.partition(":")
+    return int(domain, 16), rest.lower()
+
+
+def _named_gpus(text, stdout):
+    """The GPUs a failure text names by bus id, with index and UUID from any XML that was printed."""
+    known = []
+    if stdout.lstrip().startswith("<?xml"):
+        try:
+            known = parse(stdout)["gpus"]
+        except NvidiaSmiError:
+            known = []
+    by_bus = {_bus_key(gpu["pci_bus_id"]): gpu for gpu in known if gpu.get("pci_bus_id")}
+    named, seen = [], set()
+    for bus_id in _BUS_ID.findall(text):
+        key = _bus_key(bus_id)
+        if key in seen:
+            continue
+        seen.add(key)
+        gpu = by_bus.get(key, {})
+        named.append(
+            {"index": gpu.get("index"), "pci_bus_id": gpu.get("pci_bus_id") or bus_id, "uuid": gpu.get("uuid")}
+        )
+    return named
+
+
+# Known failures: kind, the return codes that mean it when no text matches, the text that names
+# it (checked first, in this order), what happened ("{gpu}" is replaced by the GPUs named) and
+# what to do.
 _FAILURES = (
     (
         "driver_library_mismatch",
+        (),
         re.compile(r"Driver/library version mismatch", re.I),
         "nvidia-smi reports 'Driver/library version mismatch': the loaded kernel module and the "
         "user-space NVIDIA libraries come from different driver versions.",
@@ -51,20 +126,33 @@ _FAILURES = (
         "nvidia kernel modules when nothing uses the GPU).",
     ),
     (
+        "permission_denied",
+        (4,),
+        re.compile(r"Insufficient Permissions", re.I),
+        "nvidia-smi may not open the NVIDIA devices (NVML: insufficient permissions).",
+        "Run the task with 'become: true', or give the user read and write access to /dev/nvidia* "
+        "(check 'ls -l /dev/nvidia*'; the driver's NVreg_DeviceFileMode/NVreg_DeviceFileGID set them).",
+    ),
+    (
         "gpu_lost",
-        re.compile(r"GPU is lost|fallen off the bus", re.I),
-        "nvidia-smi reports that a GPU is lost (fallen off the bus).",
-        "Check 'dmesg' for Xid 79 (power, thermal or PCIe problem) and reboot the host; if it "
-        "recurs, check power delivery and cooling.",
+        (15,),
+        re.compile(r"GPU is lost|fallen off the bus|Unable to determine the device handle", re.I),
+        "{gpu} has fallen off the bus or otherwise become inaccessible: nvidia-smi cannot reach it.",
+        "Reboot the host to recover it (power a laptop off fully if a warm reboot does not) and note "
+        "the bus id; 'dmesg | grep -i xid' shows Xid 79 for a GPU that fell off the bus. If it recurs, "
+        "check power and thermals, then the PCIe power management of hybrid graphics "
+        "(nvidia.NVreg_DynamicPowerManagement=0x00 on the kernel command line turns it off).",
     ),
     (
         "driver_not_loaded",
+        (9,),
         re.compile(r"couldn't communicate with the NVIDIA driver", re.I),
         "nvidia-smi cannot talk to the NVIDIA kernel driver.",
         "Load it with 'modprobe nvidia' and check 'dmesg'; with Secure Boot enabled the module must be signed.",
     ),
     (
         "no_devices",
+        (),
         re.compile(r"No devices were found", re.I),
         "nvidia-smi found no NVIDIA devices.",
         "Check that the GPU is visible with 'lspci -nn | grep -i nvidia', that the nvidia module is "
@@ -73,28 +161,129 @@ _FAILURES = (
 )
 
 
-def classify_failure(rc, stdout, stderr):
-    """Return an NvidiaSmiError for a failed run, or None when the output should be XML."""
+def timed_out(rc, elapsed, timeout):
+    """Whether coreutils `timeout` stopped the command.
+
+    rc 124 after its SIGTERM; a command that ignores SIGTERM gets SIGKILL --kill-after seconds
+    later, together with `timeout` itself, which then ends killed (rc -9) instead of with 124.
+    """
+    if rc == TIMEOUT_RC:
+        return True
+    return rc in _KILLED_RCS and None not in (elapsed, timeout) and elapsed >= timeout
+
+
+def timeout_error(timeout=None):
+    if timeout is None:
+        limit = "the time limit"
+    else:
+        limit = "%s second%s (the module's timeout)" % (timeout, "" if timeout == 1 else "s")
+    return NvidiaSmiError(
+        "timeout",
+        "nvidia-smi did not answer within %s and was stopped." % limit,
+        "The GPU or the NVIDIA driver is hung: look for Xid errors with 'dmesg | grep -i xid' and "
+        "reboot the host. Raise timeout only if nvidia-smi run by hand answers, just slowly.",
+    )
+
+
+def missing_error(path=None):
+    """nvidia-smi is not installed, or not where nvidia_smi_path says."""
+    if path:
+        message = "nvidia_smi_path %s does not exist or is not a file, so the GPU cannot be validated." % path
+    else:
+        message = "nvidia-smi was not found on PATH or in %s, so the GPU cannot be validated." % ", ".join(SBIN_DIRS)
+    return NvidiaSmiError(
+        "missing",
+        message,
+        "Install the NVIDIA driver utilities with the collection's nvidia_driver role "
+        "(playbooks/gpu_host.yml; Debian/Ubuntu package nvidia-smi or nvidia-utils-<version>), or set "
+        "nvidia_smi_path to the nvidia-smi this host has.",
+    )
+
+
+def not_executable_error(path, mode):
+    """nvidia-smi exists but its mode lets nobody execute it."""
+    return NvidiaSmiError(
+        "permission_denied",
+        "nvidia-smi at %s is not executable (mode %04o), so the GPU cannot be validated." % (path, mode),
+        "Restore its mode with 'chmod 0755 %s' (reinstalling the driver utilities does too), or set "
+        "nvidia_smi_path to a working nvidia-smi." % path,
+    )
+
+
+def cannot_run_error(path, reason, rc=None):
+    """nvidia-smi was found but executing it failed (`reason` is the system's error text)."""
+    reason = (reason or "").strip().rstrip(".")
+    if re.search(r"permission denied|not permitted", reason, re.I):
+        return NvidiaSmiError(
+            "permission_denied",
+            "nvidia-smi at %s could not be executed: %s." % (path, reason),
+            "Check 'ls -l %s' and the interpreter or loader it starts, that its filesystem is not "
+            "mounted noexec, and run the task with 'become: true' if only root may run it." % path,
+        )
+    if rc == NOT_FOUND_RC or re.search(r"no such file", reason, re.I):
+        return NvidiaSmiError(
+            "missing",
+            "nvidia-smi at %s could not be started: %s." % (path, reason),
+            "The file or the interpreter or loader it needs is gone: reinstall the NVIDIA driver "
+            "utilities with the collection's nvidia_driver role, or set nvidia_smi_path.",
+        )
+    return NvidiaSmiError(
+        "failed",
+        "nvidia-smi at %s could not be executed: %s." % (path, reason),
+        "Check that it is NVIDIA's nvidia-smi for this architecture ('file %s')." % path,
+    )
+
+
+_CANNOT_RUN = re.compile(r"failed to run command .*?: ([^\n]+)")
+
+
+def _rc_text(rc):
+    if rc is not None and rc < 0:
+        return "rc=%s (killed by signal %s)" % (rc, -rc)
+    meaning = RC_MEANINGS.get(rc)
+    return "rc=%s (%s)" % (rc, meaning) if meaning else "rc=%s" % rc
+
+
+def classify_failure(rc, stdout, stderr, *, timed_out=False, timeout=None, path="nvidia-smi"):
+    """Return an NvidiaSmiError for a failed run, or None when the output should be XML.
+
+    ``timed_out`` says that the time limit of ``timeout`` seconds stopped the run; ``path`` is the
+    nvidia-smi that was run.
+    """
     stdout = stdout or ""
     stderr = stderr or ""
-    if rc == TIMEOUT_RC:
-        return NvidiaSmiError(
-            "timeout",
-            "nvidia-smi did not answer within the time limit.",
-            "A hung GPU or driver usually shows Xid errors in 'dmesg'; reboot the host if nvidia-smi "
-            "hangs when run by hand too.",
-        )
+    if timed_out or rc == TIMEOUT_RC:
+        return timeout_error(timeout)
     text = stderr if stdout.lstrip().startswith("<?xml") else stdout + "\n" + stderr
-    for kind, pattern, message, hint in _FAILURES:
-        if pattern.search(text):
-            return NvidiaSmiError(kind, message + " Output: %s" % _excerpt(text), hint)
+    if rc in (CANNOT_EXECUTE_RC, NOT_FOUND_RC):
+        match = _CANNOT_RUN.search(stderr)
+        if match:
+            return cannot_run_error(path, match.group(1), rc)
+    gpus = _named_gpus(text, stdout)
+    known = [entry for entry in _FAILURES if entry[2].search(text)]
+    if not known and rc:
+        known = [entry for entry in _FAILURES if rc in entry[1]]
+    if known:
+        kind, _rcs, _pattern, message, hint = known[0]
+        named = ", ".join(gpu_label(gpu) for gpu in gpus)
+        if "{gpu}" in message:
+            message = message.replace("{gpu}", named or "A GPU (nvidia-smi did not say which)")
+        elif named:
+            message += " Affected: %s." % named
+        return NvidiaSmiError(kind, message + _output(text), hint, gpus)
     if rc != 0:
+        named = " Affected: %s." % ", ".join(gpu_label(gpu) for gpu in gpus) if gpus else ""
         return NvidiaSmiError(
             "failed",
-            "nvidia-smi exited with rc=%s: %s" % (rc, _excerpt(text)),
+            "nvidia-smi exited with %s.%s%s" % (_rc_text(rc), named, _output(text)),
             "Run 'nvidia-smi -q' on the host to see the full error.",
+            gpus,
         )
     return None
+
+
+def _output(text):
+    return ' Output: "%s".' % _excerpt(text) if text.strip() else ""
 
 
 def _excerpt(text, limit=400):
@@ -200,8 +389,10 @@ def _pcie(gpu):
     }
 
 
-def parse_gpu(gpu):
+def parse_gpu(gpu, index=None):
+    """One ``<gpu>`` element; ``index`` is its position, which is nvidia-smi's GPU index."""
     return {
+        "index": index,
         "pci_bus_id": gpu.get("id"),
         "product_name": _text(gpu, "product_name"),
         "product_brand": _text(gpu, "product_brand"),
@@ -241,7 +432,7 @@ def parse(xml_text):
             "nvidia-smi -q -x printed XML whose root is <%s>, not <nvidia_smi_log>." % root.tag,
             "Check that the nvidia-smi on PATH is NVIDIA's.",
         )
-    gpus = [parse_gpu(gpu) for gpu in root.findall("gpu")]
+    gpus = [parse_gpu(gpu, index) for index, gpu in enumerate(root.findall("gpu"))]
     if not gpus:
         raise NvidiaSmiError(
             "no_devices",
@@ -274,33 +465,33 @@ HARDWARE_SLOWDOWN_REASONS = ("hw_slowdown", "hw_thermal_slowdown", "hw_power_bra
 
 
 def _check_gpu(gpu, fail, warnings, options):
-    uuid = gpu.get("uuid") or gpu.get("pci_bus_id")
+    label = gpu_label(gpu)
     pattern = options["product_pattern"]
     if pattern and not re.search(pattern, gpu.get("product_name") or ""):
-        fail("product_name", "matches %r" % pattern, gpu.get("product_name"), uuid)
+        fail("product_name", "matches %r" % pattern, gpu.get("product_name"), gpu)
     max_temperature = options["max_temperature"]
     if max_temperature is not None:
         temp = gpu.get("temperature_c")
         if temp is None:
-            warnings.append("%s: temperature not reported, max_temperature not checked" % uuid)
+            warnings.append("%s: temperature not reported, max_temperature not checked" % label)
         elif temp > max_temperature:
-            fail("temperature", "<= %s C" % max_temperature, "%s C" % temp, uuid)
+            fail("temperature", "<= %s C" % max_temperature, "%s C" % temp, gpu)
     if options["check_memory_health"]:
         if gpu["retired_pages"]["pending"]:
-            fail("retired_pages_pending", "no pages pending retirement", "pages pending retirement", uuid)
+            fail("retired_pages_pending", "no pages pending retirement", "pages pending retirement", gpu)
         if gpu["remapped_rows"]["pending"]:
-            fail("remapped_rows_pending", "no rows pending remapping", "rows pending remapping", uuid)
+            fail("remapped_rows_pending", "no rows pending remapping", "rows pending remapping", gpu)
         if gpu["remapped_rows"]["failure"]:
-            fail("remapped_rows_failure", "no row remapping failure", "row remapping failed", uuid)
+            fail("remapped_rows_failure", "no row remapping failure", "row remapping failed", gpu)
     pcie = gpu["pcie"]
     widths_known = None not in (pcie["current_width"], pcie["max_width"])
     if options["check_pcie_width"] and widths_known and pcie["current_width"] < pcie["max_width"]:
-        fail("pcie_link_width", "x%s" % pcie["max_width"], "x%s" % pcie["current_width"], uuid)
+        fail("pcie_link_width", "x%s" % pcie["max_width"], "x%s" % pcie["current_width"], gpu)
     if options["require_persistence_mode"] and (gpu.get("persistence_mode") or "").lower() != "enabled":
-        fail("persistence_mode", "Enabled", gpu.get("persistence_mode"), uuid)
+        fail("persistence_mode", "Enabled", gpu.get("persistence_mode"), gpu)
     slowdowns = [r for r in gpu["clock_reasons"]["active"] if r in HARDWARE_SLOWDOWN_REASONS]
     if slowdowns:
-        warnings.append("%s: clocks slowed down by %s" % (uuid, ", ".join(slowdowns)))
+        warnings.append("%s: clocks slowed down by %s" % (label, ", ".join(slowdowns)))
 
 
 def check(
@@ -316,12 +507,23 @@ def check(
 ):
     """Judge a parsed report; returns (failed_checks, warnings).
 
-    Every failed check is {check, gpu, expected, found}; ``gpu`` is None for host-wide checks.
+    Every failed check is {check, gpu, gpu_index, pci_bus_id, expected, found}; ``gpu`` is the
+    GPU's UUID (its bus id when the UUID is unknown); the three are None for host-wide checks.
     """
     failed, warnings = [], []
 
     def fail(name, expected, found, gpu=None):
-        failed.append({"check": name, "gpu": gpu, "expected": expected, "found": found})
+        gpu = gpu or {}
+        failed.append(
+            {
+                "check": name,
+                "gpu": gpu.get("uuid") or gpu.get("pci_bus_id"),
+                "gpu_index": gpu.get("index"),
+                "pci_bus_id": gpu.get("pci_bus_id"),
+                "expected": expected,
+                "found": found,
+            }
+        )
 
     if min_driver_version:
         found = report.get("driver_version")
@@ -368,9 +570,15 @@ def parse_container_cli_info(text):
 
 
 def failure_summary(failed):
-    """One line per failed check, for the module's failure message."""
+    """One line per failed check, for the module's failure message; GPUs by index, bus id and UUID."""
     lines = []
     for item in failed:
-        where = " on %s" % item["gpu"] if item.get("gpu") else ""
+        gpu = item.get("gpu")
+        where = " on %s" % gpu if gpu else ""
+        if item.get("gpu_index") is not None or item.get("pci_bus_id"):
+            uuid = gpu if gpu != item.get("pci_bus_id") else None
+            where = " on %s" % gpu_label(
+                {"index": item.get("gpu_index"), "pci_bus_id": item.get("pci_bus_id"), "uuid": uuid}
+            )
         lines.append("%s%s: expected %s, found %s" % (item["check"], where, item["expected"], item["found"]))
     return "; ".join(lines)

@@ -17,9 +17,11 @@ description:
     C(clocks_event_reasons), C(power_readings) or C(gpu_power_readings), C(N/A) fields).
   - Compares what it found with the options and fails with every failed check at once, each
     with what was expected and what was found.
-  - Fails with a specific message and fix when nvidia-smi is missing, the driver and library
-    versions do not match, a GPU fell off the bus, no device is found, nvidia-smi hangs, or its
-    XML is malformed.
+  - Fails with a specific message and fix when nvidia-smi is missing or may not be run, the driver
+    and library versions do not match, a GPU fell off the bus, the driver is not loaded, the GPU
+    devices may not be opened, no device is found, nvidia-smi hangs, or its XML is malformed;
+    RV(error_kind) names the case.
+  - Names GPUs by index, PCI bus id and UUID, as far as nvidia-smi reported them.
   - Optionally checks the container runtime (C(nvidia-container-cli info)) and the cluster
     (allocatable C(nvidia.com/gpu), RuntimeClass, and a short-lived pod running C(nvidia-smi -L)
     that must see the host's GPU UUIDs; the pod is always deleted).
@@ -53,9 +55,17 @@ options:
     type: bool
     default: true
   timeout:
-    description: Seconds nvidia-smi (and nvidia-container-cli) may take before the check fails.
+    description:
+      - Seconds nvidia-smi (and nvidia-container-cli) may take before the check fails with
+        RV(error_kind=timeout).
+      - The command is stopped with C(SIGTERM), then C(SIGKILL) 5 seconds later, with every process it started.
     type: int
     default: 30
+  nvidia_smi_path:
+    description:
+      - Path of the nvidia-smi to run.
+      - When omitted, nvidia-smi is looked up on E(PATH) and in C(/sbin), C(/usr/sbin) and C(/usr/local/sbin).
+    type: path
   check_container_runtime:
     description: Also run C(nvidia-container-cli info) and require it to see the same GPUs and driver.
     type: bool
@@ -135,12 +145,15 @@ cuda_version:
   type: str
   sample: "12.4"
 gpus:
-  description: One entry per GPU, in nvidia-smi's order. Unknown (C(N/A)) values are null.
+  description:
+    - One entry per GPU, in nvidia-smi's order; C(index) is nvidia-smi's GPU index.
+    - Unknown (C(N/A)) values are null.
   returned: when nvidia-smi answered
   type: list
   elements: dict
   sample:
-    - pci_bus_id: "00000000:01:00.0"
+    - index: 0
+      pci_bus_id: "00000000:01:00.0"
       product_name: NVIDIA GeForce RTX 4090 Laptop GPU
       product_brand: GeForce
       uuid: GPU-3f2a1c9e-5b7d-4e8f-9a0b-1c2d3e4f5a6b
@@ -156,19 +169,39 @@ gpus:
       remapped_rows: {pending: null, failure: null, correctable: null, uncorrectable: null}
       pcie: {current_gen: 1, max_gen: 4, current_width: 16, max_width: 16}
 failed_checks:
-  description: Every check that failed, with what was expected and what was found. Empty on success.
+  description:
+    - Every check that failed, with what was expected and what was found. Empty on success.
+    - C(gpu) is the GPU's UUID (its bus id when the UUID is unknown); C(gpu), C(gpu_index) and
+      C(pci_bus_id) are null for host-wide checks.
   returned: always
   type: list
   elements: dict
   sample:
-    - {check: temperature, gpu: GPU-3f2a1c9e-5b7d-4e8f-9a0b-1c2d3e4f5a6b, expected: "<= 85 C", found: "93 C"}
+    - check: temperature
+      gpu: GPU-3f2a1c9e-5b7d-4e8f-9a0b-1c2d3e4f5a6b
+      gpu_index: 0
+      pci_bus_id: "00000000:01:00.0"
+      expected: "<= 85 C"
+      found: "93 C"
 error_kind:
   description:
-    - Why nvidia-smi could not report, one of C(missing), C(driver_library_mismatch), C(gpu_lost),
-      C(driver_not_loaded), C(no_devices), C(timeout), C(malformed_xml), C(failed).
+    - Why nvidia-smi could not report; the message says what happened, which GPU and what to do.
+    - C(missing) - nvidia-smi is not installed (or not at O(nvidia_smi_path)), or could not be started.
+    - C(permission_denied) - nvidia-smi is not executable, or it may not open C(/dev/nvidia*).
+    - C(timeout) - nvidia-smi did not answer within O(timeout) seconds and was stopped.
+    - C(gpu_lost) - a GPU fell off the bus or became inaccessible (nvidia-smi rc 15).
+    - C(driver_library_mismatch), C(driver_not_loaded), C(no_devices), C(malformed_xml), and
+      C(failed) for any other error (with the meaning of nvidia-smi's return code).
   returned: when nvidia-smi could not report the GPUs
   type: str
-  sample: driver_library_mismatch
+  sample: gpu_lost
+error_gpus:
+  description: The GPUs the failure names, each with C(index), C(pci_bus_id) and C(uuid) (null when unknown).
+  returned: when nvidia-smi could not report the GPUs
+  type: list
+  elements: dict
+  sample:
+    - {index: null, pci_bus_id: "0000:01:00.0", uuid: null}
 warnings_found:
   description: Conditions worth knowing that do not fail validation (clock slowdowns, unreported temperature).
   returned: always
@@ -185,7 +218,10 @@ cluster:
   type: dict
 """
 
+import errno
+import os
 import re
+import time
 import uuid as uuidlib
 
 from ansible.module_utils.basic import AnsibleModule
@@ -195,13 +231,51 @@ from ansible_collections.odin.stack.plugins.module_utils import _nvidia_smi as s
 
 ENV = {"LC_ALL": "C", "LANG": "C"}
 
+# Seconds between the SIGTERM at the time limit and the SIGKILL for a command that ignores it.
+KILL_AFTER = 5
+
 
 def _run(module, args, timeout):
-    """Run a command under coreutils timeout so a hung driver cannot hang the play."""
+    """Run a command under coreutils timeout so a hung driver cannot hang the play.
+
+    `timeout` signals the command's whole process group, so nothing it started is left behind.
+    Returns (rc, stdout, stderr, timed_out); raises OSError when the command cannot be executed.
+    """
     timeout_bin = module.get_bin_path("timeout")
     if timeout_bin:
-        args = [timeout_bin, "--kill-after=5", str(timeout), *args]
-    return module.run_command(args, environ_update=ENV)
+        args = [timeout_bin, "--kill-after=%d" % KILL_AFTER, str(timeout), *args]
+    started = time.monotonic()
+    rc, out, err = module.run_command(args, environ_update=ENV, handle_exceptions=False)
+    return rc, out, err, smi.timed_out(rc, time.monotonic() - started, timeout)
+
+
+def locate_nvidia_smi(module):
+    """Path of the nvidia-smi to run; raises NvidiaSmiError when there is none that may be executed."""
+    path = module.params["nvidia_smi_path"]
+    if path:
+        if not os.path.isfile(path):
+            raise smi.missing_error(path)
+        if not os.access(path, os.X_OK):
+            raise smi.not_executable_error(path, os.stat(path).st_mode & 0o7777)
+        return path
+    found = module.get_bin_path("nvidia-smi")
+    if found:
+        return found
+    # get_bin_path skips files without an execute bit; such a file is a permission problem, not a missing tool.
+    for directory in [*os.environ.get("PATH", "").split(os.pathsep), *smi.SBIN_DIRS]:
+        candidate = os.path.join(directory, "nvidia-smi")
+        if directory and os.path.isfile(candidate):
+            raise smi.not_executable_error(candidate, os.stat(candidate).st_mode & 0o7777)
+    raise smi.missing_error()
+
+
+def run_nvidia_smi(module, path):
+    """Run `nvidia-smi -q -x`; returns (rc, stdout, stderr, timed_out), raises NvidiaSmiError when it cannot start."""
+    try:
+        return _run(module, [path, "-q", "-x"], module.params["timeout"])
+    except OSError as exc:
+        rc = smi.NOT_FOUND_RC if exc.errno == errno.ENOENT else smi.CANNOT_EXECUTE_RC
+        raise smi.cannot_run_error(path, exc.strerror, rc) from None
 
 
 class KubernetesClient:
@@ -250,7 +324,13 @@ def check_container_runtime(module, host_uuids, result):
     cli = module.get_bin_path("nvidia-container-cli")
     if not cli:
         return [_failure("container_runtime", "nvidia-container-cli installed", "not on PATH")]
-    rc, out, err = _run(module, [cli, "info"], module.params["timeout"])
+    try:
+        rc, out, err, timed_out = _run(module, [cli, "info"], module.params["timeout"])
+    except OSError as exc:
+        return [_failure("container_runtime", "nvidia-container-cli info runs", "%s: %s" % (cli, exc.strerror))]
+    if timed_out:
+        found = "no answer within %s seconds (timeout)" % module.params["timeout"]
+        return [_failure("container_runtime", "nvidia-container-cli info rc=0", found)]
     if rc != 0:
         return [_failure("container_runtime", "nvidia-container-cli info rc=0", "rc=%s: %s" % (rc, (err or out)[:400]))]
     info = smi.parse_container_cli_info(out)
@@ -301,6 +381,7 @@ def run_module():
             check_pcie_width=dict(type="bool", default=True),
             check_memory_health=dict(type="bool", default=True),
             timeout=dict(type="int", default=30),
+            nvidia_smi_path=dict(type="path"),
             check_container_runtime=dict(type="bool", default=False),
             check_cluster=dict(type="bool", default=False),
             kubeconfig=dict(type="path", default="/etc/rancher/k3s/k3s.yaml"),
@@ -325,24 +406,17 @@ def run_module():
                 **result,
             )
 
-    nvidia_smi = module.get_bin_path("nvidia-smi")
-    if not nvidia_smi:
-        module.fail_json(
-            msg="nvidia-smi was not found on PATH, so the GPU cannot be validated. Install the NVIDIA "
-            "driver utilities (Debian/Ubuntu package nvidia-smi or nvidia-utils-<version>) or run the "
-            "nvidia_driver role.",
-            error_kind="missing",
-            **result,
-        )
-
-    rc, out, err = _run(module, [nvidia_smi, "-q", "-x"], p["timeout"])
+    ran = {}
     try:
-        error = smi.classify_failure(rc, out, err)
+        nvidia_smi = locate_nvidia_smi(module)
+        rc, out, err, timed_out = run_nvidia_smi(module, nvidia_smi)
+        ran = {"rc": rc, "stderr": err}
+        error = smi.classify_failure(rc, out, err, timed_out=timed_out, timeout=p["timeout"], path=nvidia_smi)
         if error:
             raise error
         report = smi.parse(out)
     except smi.NvidiaSmiError as exc:
-        module.fail_json(msg=str(exc), error_kind=exc.kind, rc=rc, stderr=err, **result)
+        module.fail_json(msg=str(exc), error_kind=exc.kind, error_gpus=exc.gpus, **ran, **result)
     result.update(report)
 
     failed, warnings = smi.check(

@@ -188,8 +188,56 @@ def test_failed_checks_name_the_gpu_and_summarise():
     found, warnings = smi.check(load("driver-535-unhealthy.xml"), max_temperature=85)
     assert {f["gpu"] for f in found} == {"GPU-0a1b2c3d-0000-4000-8000-00000053500b"}
     summary = smi.failure_summary(found)
-    assert "temperature on GPU-0a1b2c3d-0000-4000-8000-00000053500b: expected <= 85 C, found 94 C" in summary
+    assert (
+        "temperature on GPU 0 (bus id 00000000:17:00.0, GPU-0a1b2c3d-0000-4000-8000-00000053500b): "
+        "expected <= 85 C, found 94 C" in summary
+    )
     assert any("hw_thermal_slowdown" in w for w in warnings)
+
+
+def test_parse_numbers_the_gpus_in_order():
+    report = load("driver-535-two-gpus.xml")
+    assert [(g["index"], g["pci_bus_id"], g["uuid"]) for g in report["gpus"]] == [
+        (0, "00000000:17:00.0", "GPU-0a1b2c3d-0000-4000-8000-000000535001"),
+        (1, "00000000:65:00.0", "GPU-0a1b2c3d-0000-4000-8000-000000535002"),
+    ]
+
+
+def test_failed_checks_on_two_gpus_name_index_bus_id_and_uuid():
+    found, _warnings = smi.check(load("driver-535-two-gpus.xml"), max_temperature=39)
+    assert [(f["check"], f["gpu_index"], f["pci_bus_id"], f["gpu"]) for f in found] == [
+        ("temperature", 1, "00000000:65:00.0", "GPU-0a1b2c3d-0000-4000-8000-000000535002"),
+    ]
+    assert smi.failure_summary(found) == (
+        "temperature on GPU 1 (bus id 00000000:65:00.0, GPU-0a1b2c3d-0000-4000-8000-000000535002): "
+        "expected <= 39 C, found 40 C"
+    )
+
+
+def test_host_wide_failures_name_no_gpu():
+    found, _warnings = smi.check(load("driver-535-two-gpus.xml"), expected_gpu_count=1)
+    assert found == [
+        {"check": "gpu_count", "gpu": None, "gpu_index": None, "pci_bus_id": None, "expected": 1, "found": 2}
+    ]
+    assert smi.failure_summary(found) == "gpu_count: expected 1, found 2"
+
+
+@pytest.mark.parametrize(
+    ("gpu", "label"),
+    [
+        pytest.param(
+            {"index": 0, "pci_bus_id": "00000000:01:00.0", "uuid": "GPU-1"},
+            "GPU 0 (bus id 00000000:01:00.0, GPU-1)",
+            id="all-three",
+        ),
+        pytest.param(
+            {"index": None, "pci_bus_id": "0000:01:00.0", "uuid": None}, "GPU (bus id 0000:01:00.0)", id="bus-id"
+        ),
+        pytest.param({"index": 2, "pci_bus_id": None, "uuid": None}, "GPU 2", id="index"),
+    ],
+)
+def test_gpu_label(gpu, label):
+    assert smi.gpu_label(gpu) == label
 
 
 def test_unreported_temperature_is_a_warning_not_a_pass_or_fail():
@@ -234,13 +282,133 @@ ERRORS = SMI / "errors"
         ),
         pytest.param(124, "", "", "timeout", "Xid", id="timeout"),
         pytest.param(3, "", "Segmentation fault", "failed", "nvidia-smi -q", id="unknown-failure"),
+        pytest.param(
+            15,
+            "",
+            (ERRORS / "device-handle-unknown-error.txt").read_text(),
+            "gpu_lost",
+            "Xid 79",
+            id="device-handle-unknown-error",
+        ),
+        pytest.param(
+            15, (ERRORS / "gpu-lost-reboot.txt").read_text(), "", "gpu_lost", "NVreg_DynamicPowerManagement", id="lost"
+        ),
+        pytest.param(15, "", "", "gpu_lost", "Reboot", id="rc-15-without-text"),
+        pytest.param(
+            4,
+            (ERRORS / "insufficient-permissions.txt").read_text(),
+            "",
+            "permission_denied",
+            "become",
+            id="insufficient-permissions",
+        ),
+        pytest.param(4, "", "", "permission_denied", "/dev/nvidia*", id="rc-4-without-text"),
+        pytest.param(9, "", "", "driver_not_loaded", "modprobe", id="rc-9-without-text"),
+        pytest.param(
+            126,
+            "",
+            "timeout: failed to run command '/opt/nvidia/nvidia-smi': Permission denied\n",
+            "permission_denied",
+            "ls -l /opt/nvidia/nvidia-smi",
+            id="exec-permission-denied",
+        ),
+        pytest.param(
+            127,
+            "",
+            "timeout: failed to run command '/opt/nvidia/nvidia-smi': No such file or directory\n",
+            "missing",
+            "nvidia_driver role",
+            id="exec-not-found",
+        ),
     ],
 )
 def test_classify_failures(rc, stdout, stderr, kind, hint_words):
-    error = smi.classify_failure(rc, stdout, stderr)
+    error = smi.classify_failure(rc, stdout, stderr, path="/opt/nvidia/nvidia-smi")
     assert error is not None
     assert error.kind == kind
     assert hint_words in error.hint
+
+
+@pytest.mark.parametrize(
+    ("rc", "stdout", "stderr", "kind", "gpus", "words"),
+    [
+        pytest.param(
+            15,
+            "",
+            (ERRORS / "device-handle-unknown-error.txt").read_text(),
+            "gpu_lost",
+            [{"index": None, "pci_bus_id": "0000:01:00.0", "uuid": None}],
+            "GPU (bus id 0000:01:00.0) has fallen off the bus",
+            id="bus-id-from-the-error-text",
+        ),
+        pytest.param(
+            15,
+            (SMI / "driver-535-two-gpus.xml").read_text(),
+            "Unable to determine the device handle for gpu 0000:65:00.0: GPU is lost.  "
+            "Reboot the system to recover this GPU\n",
+            "gpu_lost",
+            [{"index": 1, "pci_bus_id": "00000000:65:00.0", "uuid": "GPU-0a1b2c3d-0000-4000-8000-000000535002"}],
+            "GPU 1 (bus id 00000000:65:00.0, GPU-0a1b2c3d-0000-4000-8000-000000535002) has fallen off the bus",
+            id="index-and-uuid-from-the-xml",
+        ),
+        pytest.param(15, "", "", "gpu_lost", [], "A GPU (nvidia-smi did not say which)", id="unnamed"),
+        pytest.param(
+            14,
+            "",
+            "infoROM is corrupted at gpu 0000:01:00.0\n",
+            "failed",
+            [{"index": None, "pci_bus_id": "0000:01:00.0", "uuid": None}],
+            "rc=14 (infoROM corrupted). Affected: GPU (bus id 0000:01:00.0).",
+            id="documented-rc-named",
+        ),
+        pytest.param(-9, "", "", "failed", [], "rc=-9 (killed by signal 9)", id="killed-before-the-limit"),
+    ],
+)
+def test_failures_name_the_gpu(rc, stdout, stderr, kind, gpus, words):  # noqa: PLR0917 - parametrized
+    error = smi.classify_failure(rc, stdout, stderr)
+    assert (error.kind, error.gpus) == (kind, gpus)
+    assert words in error.message
+
+
+@pytest.mark.parametrize(
+    ("rc", "elapsed", "timeout", "expected"),
+    [
+        pytest.param(124, 2.0, 2, True, id="stopped-by-sigterm"),
+        pytest.param(-9, 7.1, 2, True, id="ignored-sigterm-killed-with-timeout"),
+        pytest.param(137, 7.1, 2, True, id="killed-rc-from-a-shell"),
+        pytest.param(-9, 0.3, 2, False, id="killed-by-something-else"),
+        pytest.param(1, 9.0, 2, False, id="slow-failure"),
+        pytest.param(0, 9.0, 2, False, id="slow-success"),
+    ],
+)
+def test_timed_out(rc, elapsed, timeout, expected):
+    assert smi.timed_out(rc, elapsed, timeout) is expected
+
+
+def test_timeout_names_its_seconds_and_is_not_a_failure():
+    error = smi.classify_failure(-9, "", "", timed_out=True, timeout=7)
+    assert error.kind == "timeout"
+    assert "within 7 seconds" in error.message
+    assert "dmesg" in error.hint
+
+
+@pytest.mark.parametrize(
+    ("error", "kind", "words"),
+    [
+        pytest.param(smi.missing_error(), "missing", "not found on PATH or in /sbin", id="missing"),
+        pytest.param(smi.missing_error("/opt/x/nvidia-smi"), "missing", "nvidia_smi_path /opt/x/nvidia-smi", id="path"),
+        pytest.param(
+            smi.not_executable_error("/usr/bin/nvidia-smi", 0o644), "permission_denied", "(mode 0644)", id="mode"
+        ),
+        pytest.param(
+            smi.cannot_run_error("/usr/bin/nvidia-smi", "Exec format error"), "failed", "Exec format error", id="format"
+        ),
+    ],
+)
+def test_cannot_run_errors(error, kind, words):
+    assert error.kind == kind
+    assert words in error.message
+    assert error.hint
 
 
 def test_clean_run_is_not_a_failure():
