@@ -4,9 +4,6 @@
 
 from __future__ import annotations
 
-import base64
-import posixpath
-
 from ansible.errors import AnsibleFilterError
 
 from ansible_collections.odin.stack.plugins.module_utils import _k3s
@@ -47,27 +44,6 @@ def k3s_config_problems(config, variable="k3s_config"):
     return _k3s.config_problems(config, variable)
 
 
-def odin_newest_backup(entries):
-    """Newest complete ODIN backup (see module_utils/_k3s.py).
-
-    Takes [{name, manifest}] or the results of an ansible.builtin.slurp loop over
-    <backup>/manifest.json (item.path = the backup directory, content = base64 manifest).
-    """
-    normalised = []
-    for entry in entries or []:
-        if "item" in entry:
-            content = entry.get("content")
-            normalised.append(
-                {
-                    "name": posixpath.basename(str(entry["item"].get("path", "")).rstrip("/")),
-                    "manifest": base64.b64decode(content).decode("utf-8", "replace") if content else None,
-                }
-            )
-        else:
-            normalised.append(entry)
-    return _k3s.newest_backup(normalised)
-
-
 class FilterModule:
     def filters(self):
         return {
@@ -76,5 +52,4 @@ class FilterModule:
             "k3s_version_from_output": k3s_version_from_output,
             "sha256sum_entry": sha256sum_entry,
             "k3s_config_problems": k3s_config_problems,
-            "odin_newest_backup": odin_newest_backup,
         }

@@ -13,7 +13,10 @@ Layout of one backup (the shared convention)::
         manifest.json                          {"format": 1, "created": ..., "components": [...]}
         manifest.sha256                        sha256 of manifest.json
         <component>/<file>                     0600, each listed in the manifest with size and sha256
-    <backup_dir>/.tmp-odin-...                 a backup being written; never counts
+        manifest.sig                           HMAC-SHA256 of manifest.json, when a signing key is set
+    <backup_dir>/partial-odin-<time>/          a run where a component failed; never counts as a backup
+    <backup_dir>/.tmp-*                        a backup being written or a restore's work directory;
+                                               never counts, removed by the next run
 
 Streaming steps (tar | zstd | age) run as subprocesses with argument lists because their
 output is hashed and written as it flows; nothing goes through a shell.
@@ -25,8 +28,10 @@ import contextlib
 import datetime as dt
 import errno
 import fcntl
+import fnmatch
 import glob
 import hashlib
+import hmac
 import json
 import os
 import queue
@@ -44,18 +49,38 @@ import urllib.request
 
 FORMAT = 1
 NAME_PREFIX = "odin-"
+PARTIAL_PREFIX = "partial-"
 TMP_PREFIX = ".tmp-"
 NAME_RE = re.compile(r"^odin-(\d{8}T\d{6}Z)$")
 TIME_FORMAT = "%Y%m%dT%H%M%SZ"
 MANIFEST = "manifest.json"
 MANIFEST_SUM = "manifest.sha256"
+SIGNATURE = "manifest.sig"
 LOCK = ".lock"
+# Prometheus snapshots this collection asked for and has not removed yet (names only).
+SNAPSHOT_LEDGER = ".prometheus-snapshots.json"
+SNAPSHOT_RE = re.compile(r"^\d{8}T\d{6}Z-[0-9a-f]{16}$")
+# Suffix of what a restore writes next to a destination before renaming it into place.
+RESTORE_TMP = ".restore-tmp"
 CHUNK = 1 << 20
 ENV = {**os.environ, "LC_ALL": "C", "LANG": "C"}
 
 COMPONENTS = ("k3s_datastore", "k3s_token", "k3s_config", "prometheus", "grafana", "volumes")
 # Restoring these replaces what a running K3s server holds open: K3s is stopped around them.
 K3S_COMPONENTS = ("k3s_datastore", "k3s_token", "k3s_config")
+# What a restore of the cluster needs: a backup without them does not protect it.
+CLUSTER_COMPONENTS = ("k3s_datastore", "k3s_token")
+# Where the collection backs each component up from, unless configured otherwise.
+DEFAULT_SOURCES = {
+    "k3s_datastore": "/var/lib/rancher/k3s/server/db/state.db",
+    "k3s_token": "/var/lib/rancher/k3s/server/token",
+    "k3s_config": "/etc/rancher/k3s/config.yaml",
+    "grafana_db": "/var/lib/rancher/k3s/storage/pvc-*_monitoring_*grafana*/grafana.db",
+    "prometheus_data_dir": "/var/lib/rancher/k3s/storage/pvc-*_monitoring_prometheus-*/prometheus-db",
+    "volumes": [],
+}
+# A clock a little ahead of the backup's host must not make a fresh backup look forged.
+CLOCK_SKEW = dt.timedelta(minutes=5)
 
 
 class BackupError(Exception):
@@ -117,6 +142,102 @@ def tool_version(argv):
         return None
     text = (proc.stdout or proc.stderr).strip()
     return text.splitlines()[0] if text else None
+
+
+def owner_of(path):
+    """Owner, group and permission bits of a source, as the manifest records them."""
+    st = os.stat(path)
+    return {"uid": st.st_uid, "gid": st.st_gid, "mode": "%04o" % stat.S_IMODE(st.st_mode)}
+
+
+def _parse_owner(owner):
+    """(uid, gid, mode) from a manifest's owner record, or None when there is none or it is malformed.
+
+    Set-id bits are never restored: a backup cannot make a restored file setuid."""
+    if not isinstance(owner, dict):
+        return None
+    uid, gid, mode = owner.get("uid"), owner.get("gid"), owner.get("mode")
+    if not (isinstance(uid, int) and isinstance(gid, int) and uid >= 0 and gid >= 0 and isinstance(mode, str)):
+        return None
+    try:
+        bits = int(mode, 8)
+    except ValueError:
+        return None
+    return uid, gid, bits & 0o1777 & ~(stat.S_ISUID | stat.S_ISGID)
+
+
+def _apply_owner(path, owner, fallback_mode):
+    """Give path the recorded owner and mode; without a record, fallback_mode and the caller's owner."""
+    parsed = _parse_owner(owner)
+    if parsed is None:
+        os.chmod(path, fallback_mode)
+        return
+    uid, gid, mode = parsed
+    if (uid, gid) != (os.geteuid(), os.getegid()):
+        try:
+            os.chown(path, uid, gid)
+        except PermissionError:
+            raise BackupError(
+                "Cannot give %s its recorded owner %d:%d without root; run the restore with become." % (path, uid, gid)
+            ) from None
+    os.chmod(path, mode)
+
+
+def _copy_private(src, dest):
+    """Copy src to a new file dest that is 0600 from its first byte (never readable by others)."""
+    with open(src, "rb") as source:
+        fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as target:
+            shutil.copyfileobj(source, target, CHUNK)
+            target.flush()
+            os.fsync(target.fileno())
+
+
+def is_disk_full(exc):
+    """True for ENOSPC/EDQUOT raised here or reported in a child process's or SQLite's message."""
+    if getattr(exc, "errno", None) in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    text = str(exc).lower()
+    return any(s in text for s in ("no space left on device", "disk is full", "disk quota exceeded"))
+
+
+# ---------------------------------------------------------------------------- signing
+
+
+def read_signing_key(path):
+    """The manifest signing key's bytes; the file must be private to its owner."""
+    try:
+        st = os.stat(path)
+        with open(path, "rb") as handle:
+            key = handle.read().strip()
+    except OSError as exc:
+        raise BackupError("Cannot read the backup signing key %s: %s" % (path, exc.strerror)) from None
+    if st.st_mode & 0o077:
+        raise BackupError(
+            "The backup signing key %s is readable by others (mode %04o); chmod 600 it."
+            % (path, stat.S_IMODE(st.st_mode))
+        )
+    if len(key) < 32:
+        raise BackupError("The backup signing key %s holds %d bytes; it needs at least 32." % (path, len(key)))
+    return key
+
+
+def create_signing_key(path):
+    """Write a new random signing key (64 hex characters, 0600) unless path exists; True when written."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), mode=0o700, exist_ok=True)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return False
+    with os.fdopen(fd, "w") as handle:
+        handle.write(os.urandom(32).hex() + "\n")
+        handle.flush()
+        os.fsync(handle.fileno())
+    return True
+
+
+def _signature(key, data):
+    return "hmac-sha256 %s\n" % hmac.new(key, data, hashlib.sha256).hexdigest()
 
 
 # ---------------------------------------------------------------------------- writers
@@ -289,7 +410,12 @@ def encrypt_file(path, tools, recipients):
     dest = path + ".age"
     with open(path, "rb") as src:
         proc = subprocess.run(
-            [*tools.encrypt(recipients), "--output", dest], stdin=src, capture_output=True, env=ENV, check=False
+            [*tools.encrypt(recipients), "--output", dest],
+            stdin=src,
+            capture_output=True,
+            env=ENV,
+            umask=0o077,
+            check=False,
         )
     if proc.returncode != 0:
         raise BackupError("age could not encrypt %s: %s" % (path, proc.stderr.decode(errors="replace").strip()))
@@ -346,6 +472,7 @@ def _entry(backup_path, path, kind, restore_to):
         "sha256": sha256_file(path),
         "kind": kind,
         "restore_to": restore_to,
+        "owner": owner_of(restore_to),
     }
 
 
@@ -383,6 +510,62 @@ def _backup_archive(tmp, name, src, file_name, *, tools, recipients):
     return {"path": os.path.relpath(dest, tmp), "size": size, "sha256": digest, "kind": "tar.zst"}
 
 
+# ---------------------------------------------------------------------------- leftovers of killed runs
+
+
+def _read_ledger(backup_dir):
+    try:
+        with open(os.path.join(backup_dir, SNAPSHOT_LEDGER)) as handle:
+            names = json.load(handle)
+    except (OSError, ValueError):
+        return []
+    return [n for n in names if isinstance(n, str) and SNAPSHOT_RE.match(n)] if isinstance(names, list) else []
+
+
+def _write_ledger(backup_dir, names):
+    path = os.path.join(backup_dir, SNAPSHOT_LEDGER)
+    if not names:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+        return
+    tmp = os.path.join(backup_dir, "%sledger-%d" % (TMP_PREFIX, os.getpid()))
+    with open(tmp, "w") as handle:
+        json.dump(sorted(set(names)), handle)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.rename(tmp, path)
+
+
+def remove_stale_snapshots(backup_dir, data_dir):
+    """Remove Prometheus snapshots an interrupted backup asked for and never removed.
+
+    Only names from the ledger, in Prometheus' snapshot name format, directly under
+    <data_dir>/snapshots/ are removed: snapshots made by anything else stay."""
+    removed = []
+    for name in _read_ledger(backup_dir):
+        path = os.path.join(data_dir, "snapshots", name)
+        if os.path.isdir(path) and not os.path.islink(path):
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path)
+    _write_ledger(backup_dir, [])
+    return removed
+
+
+def remove_restore_leftovers(paths):
+    """Remove what a killed restore wrote next to these destinations (<path>.restore-tmp)."""
+    removed = []
+    for path in paths:
+        tmp = path.rstrip("/") + RESTORE_TMP
+        if os.path.isdir(tmp) and not os.path.islink(tmp):
+            shutil.rmtree(tmp, ignore_errors=True)
+        elif os.path.lexists(tmp):
+            os.unlink(tmp)
+        else:
+            continue
+        removed.append(tmp)
+    return removed
+
+
 def _volume_file_name(path):
     return "volume-" + (re.sub(r"[^A-Za-z0-9._-]+", "_", path.strip("/")) or "root")
 
@@ -411,9 +594,9 @@ def plan_sources(config):
         if name not in COMPONENTS:
             raise BackupError("Unknown backup component %r; choose from %s." % (name, ", ".join(COMPONENTS)))
     checks = {
-        "k3s_datastore": config.get("k3s_datastore", "/var/lib/rancher/k3s/server/db/state.db"),
-        "k3s_token": config.get("k3s_token", "/var/lib/rancher/k3s/server/token"),
-        "k3s_config": config.get("k3s_config", "/etc/rancher/k3s/config.yaml"),
+        "k3s_datastore": config.get("k3s_datastore", DEFAULT_SOURCES["k3s_datastore"]),
+        "k3s_token": config.get("k3s_token", DEFAULT_SOURCES["k3s_token"]),
+        "k3s_config": config.get("k3s_config", DEFAULT_SOURCES["k3s_config"]),
         "grafana": config.get("grafana_db"),
         "prometheus": config.get("prometheus_data_dir"),
     }
@@ -474,17 +657,23 @@ def _back_up_component(tmp, name, source, config, *, tools, recipients):
         started = time.monotonic()
         snapshot = prometheus_snapshot(url, source)
         snapshot_seconds = time.monotonic() - started
+        # A snapshot is hard links into the live TSDB; left behind it pins disk space. The
+        # ledger lets the next run remove it when this one is killed before it does.
+        ledger = [*_read_ledger(config["backup_dir"]), os.path.basename(snapshot)]
+        _write_ledger(config["backup_dir"], ledger)
         try:
             entry = _backup_archive(tmp, name, snapshot, "tsdb-snapshot", tools=tools, recipients=recipients)
         finally:
-            # A snapshot is hard links into the live TSDB; left behind it pins disk space.
             shutil.rmtree(snapshot, ignore_errors=True)
+            _write_ledger(config["backup_dir"], ledger[:-1])
         entry["restore_to"] = source
+        entry["owner"] = owner_of(source)
         return [entry], {"prometheus_version": prometheus_version(url), "snapshot_seconds": round(snapshot_seconds, 3)}
     entries = []
     for path in source:
         entry = _backup_archive(tmp, name, path, _volume_file_name(path), tools=tools, recipients=recipients)
         entry["restore_to"] = path
+        entry["owner"] = owner_of(path)
         entries.append(entry)
     return entries, {}
 
@@ -493,7 +682,7 @@ def _back_up_all(tmp, present, config, tools, recipients):
     """Back up every present component into tmp; returns (components, failed)."""
     components = []
     failed = []
-    required = config.get("required_components") or []
+    required = required_components(config)
     for cname in COMPONENTS:
         if cname not in present:
             continue
@@ -501,11 +690,11 @@ def _back_up_all(tmp, present, config, tools, recipients):
             entries, extra = _back_up_component(tmp, cname, present[cname], config, tools=tools, recipients=recipients)
         except (BackupError, OSError, sqlite3.Error) as exc:
             reason = _os_error(exc, config["backup_dir"]) if isinstance(exc, OSError) else str(exc)
-            disk_full = getattr(exc, "errno", None) == errno.ENOSPC or "disk is full" in str(exc)
-            # A full disk or a required component ends the run. Any other component's
-            # failure must not cost the rest (a Prometheus problem must not leave K3s
-            # unprotected): it is recorded and the run reported as failed.
-            if cname in required or disk_full:
+            # A full disk (also when a child process such as age reports it) or a required
+            # component ends the run. Any other component's failure must not cost the rest (a
+            # Prometheus problem must not leave K3s unprotected): the run is kept as a partial
+            # backup, never under a complete backup's name.
+            if cname in required or is_disk_full(exc):
                 raise BackupError("Backing up %s failed: %s" % (cname, reason)) from exc
             shutil.rmtree(os.path.join(tmp, cname), ignore_errors=True)
             failed.append({"component": cname, "source": present[cname], "reason": reason})
@@ -518,11 +707,24 @@ def _back_up_all(tmp, present, config, tools, recipients):
     return components, failed
 
 
+def required_components(config):
+    """Components whose failure ends a run: the configured list, else the cluster's own (when backed up)."""
+    required = config.get("required_components")
+    if required is None:
+        wanted = config.get("components", list(COMPONENTS))
+        return [c for c in CLUSTER_COMPONENTS if c in wanted]
+    return list(required)
+
+
 def take_backup(config, tools, now=None):
     """Take one backup. Returns the result dict; raises BackupError (nothing is left marked complete).
 
+    A run where an optional component failed is kept as partial-odin-<time>/, which no
+    listing, retention or reset check counts as a backup.
+
     config keys: backup_dir, components, k3s_datastore, k3s_token, k3s_config, grafana_db,
-    prometheus_url, prometheus_data_dir, volumes, age_recipients, required_components.
+    prometheus_url, prometheus_data_dir, volumes, age_recipients, required_components
+    (default: k3s_datastore and k3s_token), signing_key (path of the manifest signing key).
     """
     started = time.monotonic()
     now = now or utcnow()
@@ -530,8 +732,9 @@ def take_backup(config, tools, now=None):
     recipients = list(config.get("age_recipients") or [])
     if recipients and not tools.age:
         raise BackupError("age_recipients is set but the age binary was not found; install age.")
+    key = read_signing_key(config["signing_key"]) if config.get("signing_key") else None
     present, missing = plan_sources(config)
-    required_missing = [m for m in missing if m["component"] in (config.get("required_components") or [])]
+    required_missing = [m for m in missing if m["component"] in required_components(config)]
     if required_missing:
         raise BackupError(
             "Required backup components have no source: %s. Fix the paths or remove them from required_components."
@@ -549,11 +752,16 @@ def take_backup(config, tools, now=None):
     tmp = None
     try:
         stale = remove_stale_tmp(backup_dir)
+        stale += remove_restore_leftovers(_source_paths(present))
+        if "prometheus" in present:
+            stale += remove_stale_snapshots(backup_dir, present["prometheus"])
         if os.path.exists(final):
             raise BackupError("Backup %s already exists; run again a second later." % final)
         tmp = os.path.join(backup_dir, "%s%s-%d" % (TMP_PREFIX, name, os.getpid()))
         os.mkdir(tmp, 0o700)
         components, failed = _back_up_all(tmp, present, config, tools, recipients)
+        if failed:
+            final = os.path.join(backup_dir, PARTIAL_PREFIX + name)
         manifest = {
             "format": FORMAT,
             "created": now.isoformat().replace("+00:00", "Z"),
@@ -566,7 +774,9 @@ def take_backup(config, tools, now=None):
             "tools": tools.versions(bool(recipients)),
         }
         manifest["size_bytes"] = sum(f["size"] for c in components for f in c["files"])
-        _write_manifest(tmp, manifest)
+        if failed:
+            manifest["partial"] = True
+        _write_manifest(tmp, manifest, key)
         _sync_tree(tmp)
         os.rename(tmp, final)
         tmp = None
@@ -579,7 +789,8 @@ def take_backup(config, tools, now=None):
         lock.close()
     return {
         "path": final,
-        "name": name,
+        "name": os.path.basename(final),
+        "partial": bool(failed),
         "created": manifest["created"],
         "size_bytes": manifest["size_bytes"],
         "duration_seconds": round(time.monotonic() - started, 3),
@@ -597,20 +808,29 @@ def _os_error(exc, backup_dir):
     return str(exc)
 
 
-def _write_manifest(directory, manifest):
-    path = os.path.join(directory, MANIFEST)
-    data = (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode()
-    with open(path, "xb") as handle:
-        os.chmod(path, 0o600)
+def _source_paths(present):
+    paths = []
+    for source in present.values():
+        paths += source if isinstance(source, list) else [source]
+    return paths
+
+
+def _write_private(path, data):
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as handle:
         handle.write(data)
         handle.flush()
         os.fsync(handle.fileno())
-    sum_path = os.path.join(directory, MANIFEST_SUM)
-    with open(sum_path, "x") as handle:
-        os.chmod(sum_path, 0o600)
-        handle.write("%s  %s\n" % (hashlib.sha256(data).hexdigest(), MANIFEST))
-        handle.flush()
-        os.fsync(handle.fileno())
+
+
+def _write_manifest(directory, manifest, key=None):
+    data = (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode()
+    _write_private(os.path.join(directory, MANIFEST), data)
+    _write_private(
+        os.path.join(directory, MANIFEST_SUM), ("%s  %s\n" % (hashlib.sha256(data).hexdigest(), MANIFEST)).encode()
+    )
+    if key is not None:
+        _write_private(os.path.join(directory, SIGNATURE), _signature(key, data).encode())
 
 
 def _sync_tree(root):
@@ -660,8 +880,26 @@ def retention(backups, keep_daily, keep_weekly):
     return kept, deleted
 
 
+def list_partials(backup_dir):
+    """Partial runs (partial-odin-<time>/), newest first: [(name, created datetime)]."""
+    try:
+        names = os.listdir(backup_dir)
+    except FileNotFoundError:
+        return []
+    found = [(n, parse_name(n[len(PARTIAL_PREFIX) :])) for n in names if n.startswith(PARTIAL_PREFIX)]
+    found = [(n, t) for n, t in found if t is not None and os.path.isdir(os.path.join(backup_dir, n))]
+    return sorted(found, key=lambda item: item[1], reverse=True)
+
+
 def prune(backup_dir, keep_daily, keep_weekly, dry_run=False):
-    kept, deleted = retention(list_backups(backup_dir), keep_daily, keep_weekly)
+    """Apply retention. Of the partial runs only the newest is kept, and only while no complete
+    backup is newer (it may hold the only copy of what did succeed since)."""
+    backups = list_backups(backup_dir)
+    kept, deleted = retention(backups, keep_daily, keep_weekly)
+    newest = backups[0][1] if backups else None
+    for index, (name, created) in enumerate(list_partials(backup_dir)):
+        if index > 0 or (newest is not None and created <= newest):
+            deleted.append(name)
     if not dry_run:
         for name in deleted:
             shutil.rmtree(os.path.join(backup_dir, name))
@@ -745,8 +983,9 @@ def resolve_backup(backup_dir, backup):
     return path
 
 
-def load_manifest(path):
-    """Read and check a backup's manifest against its recorded checksum; raises BackupError."""
+def load_manifest(path, key=None):
+    """Read and check a backup's manifest against its recorded checksum, and against its
+    signature when a signing key is given; raises BackupError."""
     manifest_path = os.path.join(path, MANIFEST)
     try:
         with open(manifest_path, "rb") as handle:
@@ -762,6 +1001,20 @@ def load_manifest(path):
         raise BackupError("Backup %s has no %s, so its manifest cannot be trusted." % (path, MANIFEST_SUM)) from None
     if hashlib.sha256(data).hexdigest() != recorded:
         raise BackupError("The manifest of %s does not match its recorded sha256: it was altered or damaged." % path)
+    if key is not None:
+        try:
+            with open(os.path.join(path, SIGNATURE)) as handle:
+                signature = handle.read()
+        except OSError:
+            raise BackupError(
+                "Backup %s has no %s but a signing key is set: it was not written by a host holding the key "
+                "(forged, or taken before signing was enabled)." % (path, SIGNATURE)
+            ) from None
+        if not hmac.compare_digest(signature.strip(), _signature(key, data).strip()):
+            raise BackupError(
+                "The signature of %s does not match the signing key: the manifest was forged or signed "
+                "with another key." % path
+            )
     try:
         manifest = json.loads(data)
     except ValueError as exc:
@@ -795,6 +1048,138 @@ def verify_backup(path, manifest):
             if digest != entry["sha256"]:
                 problems.append("%s: sha256 %s, manifest says %s" % (entry["path"], digest, entry["sha256"]))
     return problems
+
+
+def _glob_match(path, pattern):
+    """path matches pattern segment by segment (a * never spans a /)."""
+    parts, pattern_parts = path.split("/"), pattern.split("/")
+    return len(parts) == len(pattern_parts) and all(
+        fnmatch.fnmatchcase(part, pat) for part, pat in zip(parts, pattern_parts, strict=True)
+    )
+
+
+def allowed_destinations(sources):
+    """Patterns of where each component may be restored to: where the collection backs it up from."""
+    sources = {**DEFAULT_SOURCES, **{k: v for k, v in (sources or {}).items() if v is not None}}
+    config_dir = os.path.dirname(sources["k3s_config"])
+    return {
+        "k3s_datastore": [sources["k3s_datastore"]],
+        "k3s_token": [sources["k3s_token"]],
+        "k3s_config": [sources["k3s_config"], os.path.join(config_dir, "registries.yaml")],
+        "grafana": [sources["grafana_db"]],
+        "prometheus": [sources["prometheus_data_dir"]],
+        "volumes": list(sources["volumes"]),
+    }
+
+
+def confine_restore(components, sources, destinations=None):
+    """Problems with where a backup asks its files to go: each restore_to must be a normalised
+    absolute path matching where this collection backs that component up from, unless the
+    caller maps it somewhere explicitly. A forged manifest cannot make a restore write elsewhere."""
+    allowed = allowed_destinations(sources)
+    destinations = destinations or {}
+    problems = []
+    for component in components:
+        for entry in component["files"]:
+            target = entry.get("restore_to")
+            if target in destinations.get(component["name"], {}):
+                continue
+            if not isinstance(target, str) or not os.path.isabs(target) or os.path.normpath(target) != target:
+                problems.append("%s: restore_to %r is not a plain absolute path" % (entry.get("path"), target))
+            elif not any(_glob_match(target, pattern) for pattern in allowed.get(component["name"], [])):
+                problems.append(
+                    "%s: restore_to %s is not where the collection backs %s up from (%s)"
+                    % (
+                        entry.get("path"),
+                        target,
+                        component["name"],
+                        ", ".join(allowed.get(component["name"], [])) or "none set",
+                    )
+                )
+    return problems
+
+
+def backup_time(path, manifest):
+    """The backup's creation time, which its directory name and manifest must agree on."""
+    base = os.path.basename(path.rstrip("/"))
+    named = parse_name(base[len(PARTIAL_PREFIX) :] if base.startswith(PARTIAL_PREFIX) else base)
+    created = manifest.get("created")
+    try:
+        stamp = dt.datetime.strptime(created, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.timezone.utc)  # noqa: UP017 - Python 3.10 (Ubuntu 22.04) has no dt.UTC
+    except (TypeError, ValueError):
+        raise BackupError(
+            "The manifest of %s has no creation time in the format it is written in: %r" % (path, created)
+        ) from None
+    if named is not None and named != stamp:
+        raise BackupError(
+            "The manifest of %s says it was created %s but the backup is named for %s: it was edited."
+            % (path, created, named.strftime("%Y-%m-%dT%H:%M:%SZ"))
+        )
+    return stamp
+
+
+def trust_problems(path, manifest, required):
+    """Why a verified manifest's backup cannot be relied on to rebuild the cluster ([] when it can)."""
+    problems = verify_backup(path, manifest)
+    if problems:
+        return problems
+    held = {c["name"]: c for c in manifest["components"]}
+    for name in required:
+        files = held.get(name, {}).get("files") or []
+        if not files:
+            problems.append("%s: not in the backup" % name)
+            continue
+        for entry in files:
+            if entry.get("size", 0) <= 0:
+                problems.append("%s: empty" % entry["path"])
+            elif entry.get("kind") == "sqlite" and not entry["path"].endswith(".age"):
+                try:
+                    integrity = sqlite_check(os.path.join(path, entry["path"]))["integrity"]
+                except sqlite3.Error as exc:
+                    integrity = str(exc)
+                if integrity != "ok":
+                    problems.append("%s: SQLite integrity_check says %s" % (entry["path"], integrity))
+    return problems
+
+
+def trusted_backup(backup_dir, *, backup="latest", required=CLUSTER_COMPONENTS, max_age_hours=None, key=None, now=None):
+    """The newest backup a restore could rely on, verified as a restore verifies it.
+
+    A backup counts when its manifest matches manifest.sha256 (and its signature when key is
+    given), its name and creation time agree, every file matches its size and sha256, and each
+    required component is in it, non-empty and, for a plain SQLite file, passes integrity_check.
+    With backup="latest" the complete backups are tried newest first, within max_age_hours.
+    Returns {"trusted", "backup", "name", "created", "age_hours", "rejected": [[name, reason]]}.
+    """
+    now = now or utcnow()
+    if backup in (None, "", "latest"):
+        candidates = [os.path.join(backup_dir, name) for name, _ in list_backups(backup_dir)]
+    else:
+        candidates = [resolve_backup(backup_dir, backup)]
+    rejected = []
+    result = {"trusted": False, "backup": None, "name": None, "created": None, "age_hours": None, "rejected": rejected}
+    for path in candidates:
+        name = os.path.basename(path.rstrip("/"))
+        try:
+            manifest = load_manifest(path, key)
+            created = backup_time(path, manifest)
+        except BackupError as exc:
+            rejected.append([name, str(exc)])
+            continue
+        age_hours = round((now - created).total_seconds() / 3600, 2)
+        if created > now + CLOCK_SKEW:
+            rejected.append([name, "created %s, in the future of this host's clock" % manifest["created"]])
+            continue
+        if max_age_hours is not None and age_hours > max_age_hours:
+            rejected.append([name, "%.1f hours old (the limit is %s)" % (age_hours, max_age_hours)])
+            break  # newest first: every later one is older still
+        problems = trust_problems(path, manifest, required)
+        if problems:
+            rejected.append([name, "; ".join(problems)])
+            continue
+        result.update(trusted=True, backup=path, name=name, created=manifest["created"], age_hours=age_hours)
+        break
+    return result
 
 
 def select_components(manifest, wanted):
@@ -847,6 +1232,7 @@ def _decrypted(src, tools, identity, workdir):
         [tools.age, "--decrypt", "--identity", identity, "--output", dest, src],
         capture_output=True,
         env=ENV,
+        umask=0o077,
         check=False,
     )
     if proc.returncode != 0:
@@ -855,29 +1241,37 @@ def _decrypted(src, tools, identity, workdir):
 
 
 def _move_aside(dest, stamp):
-    if os.path.lexists(dest):
-        aside = "%s.pre-restore-%s" % (dest, stamp)
-        os.rename(dest, aside)
-        return aside
+    if not os.path.lexists(dest):
+        return None
+    aside = "%s.pre-restore-%s" % (dest, stamp)
+    count = 0
+    while os.path.lexists(aside):  # two restores within a second must not overwrite the first one's
+        count += 1
+        aside = "%s.pre-restore-%s.%d" % (dest, stamp, count)
+    os.rename(dest, aside)
+    return aside
+
+
+def _owner_or_current(owner, dest):
+    """The manifest's owner record, or (for backups without one) that of the path being replaced."""
+    if _parse_owner(owner) is not None:
+        return owner
+    with contextlib.suppress(FileNotFoundError):
+        return owner_of(dest)
     return None
 
 
-def _restore_file(src, dest, kind, stamp):
+def _restore_file(src, dest, kind, stamp, owner=None):
     """Put one file in place atomically; the old file and a SQLite's stale WAL/SHM are moved aside.
 
-    The restored file gets the owner and mode of the file it replaces (Grafana's database
-    belongs to Grafana's user, not root), or 0600 when there is none."""
+    The restored file gets the owner and mode recorded when it was backed up (Grafana's
+    database belongs to Grafana's user, not root), whether or not a file is there now; a
+    backup without that record takes the replaced file's, or 0600 when there is none."""
     os.makedirs(os.path.dirname(dest), exist_ok=True)
-    tmp = dest + ".restore-tmp"
-    shutil.copyfile(src, tmp)
-    try:
-        old = os.stat(dest)
-    except FileNotFoundError:
-        os.chmod(tmp, 0o600)
-    else:
-        os.chown(tmp, old.st_uid, old.st_gid)
-        os.chmod(tmp, stat.S_IMODE(old.st_mode))
-    fsync_path(tmp)
+    tmp = dest + RESTORE_TMP
+    remove_restore_leftovers([dest])
+    _copy_private(src, tmp)
+    _apply_owner(tmp, _owner_or_current(owner, dest), 0o600)
     aside = [_move_aside(dest, stamp)]
     if kind == "sqlite":
         # A WAL left from the replaced database would be replayed into the restored one.
@@ -887,21 +1281,23 @@ def _restore_file(src, dest, kind, stamp):
     return [a for a in aside if a]
 
 
-def _restore_archive(src, dest, tools, stamp, recipients_identity):
-    staging = dest.rstrip("/") + ".restore-tmp"
+def _restore_archive(src, dest, tools, stamp, *, identity, owner=None):
+    staging = dest.rstrip("/") + RESTORE_TMP
     shutil.rmtree(staging, ignore_errors=True)
     os.makedirs(staging, mode=0o700)
     commands = []
     if src.endswith(".age"):
-        if not recipients_identity:
+        if not identity:
             raise BackupError("The backup is encrypted with age; give the identity file (age_identity) to restore it.")
-        commands.append([tools.age, "--decrypt", "--identity", recipients_identity, src])
+        commands.append([tools.age, "--decrypt", "--identity", identity, src])
         commands.append([tools.zstd, "-q", "-d", "-c"])
     else:
         commands.append([tools.zstd, "-q", "-d", "-c", src])
     commands.append([tools.tar, "--extract", "--file=-", "--numeric-owner", "--same-permissions", "-C", staging])
     try:
         _pipeline(commands, None)
+        # The archive's root entry carries the snapshot's mode, not the data directory's.
+        _apply_owner(staging, _owner_or_current(owner, dest.rstrip("/")), 0o700)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
@@ -911,25 +1307,39 @@ def _restore_archive(src, dest, tools, stamp, recipients_identity):
 
 
 def restore(path, components, tools, *, target_root=None, destinations=None, identity=None):
-    """Restore the components' files. The caller verified checksums and stopped what must be stopped."""
+    """Restore the components' files. The caller verified checksums and stopped what must be stopped.
+
+    Runs under the backup directory's lock, so no backup runs meanwhile. Decrypted files are
+    written only into a 0700 work directory in the backup directory (.tmp-restore-<pid>),
+    removed on the way out; what a killed run left there, or beside a destination, is removed
+    first."""
     destinations = destinations or {}
     stamp = utcnow().strftime(TIME_FORMAT)
     restored, moved_aside = [], []
-    workdir = os.path.join(target_root or os.path.dirname(path.rstrip("/")), ".restore-work-%d" % os.getpid())
-    os.makedirs(workdir, mode=0o700, exist_ok=True)
+    backup_dir = os.path.dirname(path.rstrip("/"))
+    lock = _lock(backup_dir)
+    workdir = None
     try:
+        remove_stale_tmp(backup_dir)
+        workdir = os.path.join(backup_dir, "%srestore-%d" % (TMP_PREFIX, os.getpid()))
+        os.mkdir(workdir, 0o700)
         for component in components:
             for entry in component["files"]:
                 src = os.path.join(path, entry["path"])
                 dest = _destination(entry, component, target_root, destinations)
+                owner = entry.get("owner")
                 if entry["kind"] == "tar.zst":
-                    moved_aside += _restore_archive(src, dest, tools, stamp, identity)
+                    moved_aside += _restore_archive(src, dest, tools, stamp, identity=identity, owner=owner)
                 else:
                     plain = _decrypted(src, tools, identity, workdir)
-                    moved_aside += _restore_file(plain, dest, entry["kind"], stamp)
+                    moved_aside += _restore_file(plain, dest, entry["kind"], stamp, owner)
+                    if plain != src:
+                        os.unlink(plain)
                 restored.append({"component": component["name"], "destination": dest, "kind": entry["kind"]})
     finally:
-        shutil.rmtree(workdir, ignore_errors=True)
+        if workdir is not None:
+            shutil.rmtree(workdir, ignore_errors=True)
+        lock.close()
     return restored, moved_aside
 
 

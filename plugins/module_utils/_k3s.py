@@ -1,6 +1,6 @@
 # Copyright: ODIN maintainers
 # Apache License 2.0 (see LICENSE)
-"""Logic behind the k3s role: release versions, checksum lists, config.yaml checks, backup age.
+"""Logic behind the k3s role: release versions, checksum lists, config.yaml checks.
 
 Plain Python with no Ansible imports, so it can be unit-tested on its own; the
 odin.stack k3s filters are thin wrappers around these functions.
@@ -8,11 +8,7 @@ odin.stack k3s filters are thin wrappers around these functions.
 
 from __future__ import annotations
 
-import json
 import re
-from datetime import UTC, datetime
-
-from ansible_collections.odin.stack.plugins.module_utils import _backup
 
 VERSION_RE = re.compile(r"^v(\d+)\.(\d+)\.(\d+)\+k3s(\d+)$")
 SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
@@ -193,68 +189,3 @@ def config_problems(config, variable="k3s_config"):
             }[kind]
             problems.append(f"{variable}['{key}'] is a {_kind(value)} ({value!r}); set it to {hint}.")
     return problems
-
-
-def _parse_created(value):
-    if not isinstance(value, str):
-        return None
-    try:
-        created = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    if created.tzinfo is None:
-        return None
-    return created.astimezone(UTC)
-
-
-def newest_backup(entries, now=None):
-    """Find the newest complete ODIN backup among `entries`.
-
-    `entries` is a list of {"name": directory name, "manifest": text of manifest.json or
-    None}. A backup counts when its directory is named as _backup names a complete one,
-    odin-<YYYYmmddTHHMMSSZ> (so in-progress `.tmp-*` directories never count), and its
-    manifest has _backup's format, an ISO 8601 `created` time with a zone and a list of
-    components.
-
-    Returns {"found": bool, "name", "created" (ISO string), "age_hours" (float),
-    "ignored": [(name, reason), ...]}.
-    """
-    now = now or datetime.now(UTC)
-    best = None
-    ignored = []
-    for entry in entries or []:
-        name = str(entry.get("name", ""))
-        if not _backup.NAME_RE.match(name):
-            ignored.append([name, "not named odin-<YYYYmmddTHHMMSSZ> (in progress or foreign)"])
-            continue
-        text = entry.get("manifest")
-        if text is None:
-            ignored.append([name, "no manifest.json (incomplete)"])
-            continue
-        try:
-            manifest = json.loads(text)
-        except ValueError:
-            ignored.append([name, "manifest.json is not valid JSON"])
-            continue
-        if not isinstance(manifest, dict) or manifest.get("format") != _backup.FORMAT:
-            ignored.append([name, f"manifest.json is not format {_backup.FORMAT}"])
-            continue
-        if not isinstance(manifest.get("components"), list):
-            ignored.append([name, "manifest.json has no components list"])
-            continue
-        created = _parse_created(manifest.get("created"))
-        if created is None:
-            ignored.append([name, "manifest.json has no ISO 8601 UTC 'created' time"])
-            continue
-        if best is None or created > best[1]:
-            best = (name, created)
-    if best is None:
-        return {"found": False, "name": "", "created": "", "age_hours": None, "ignored": ignored}
-    age = (now - best[1]).total_seconds() / 3600.0
-    return {
-        "found": True,
-        "name": best[0],
-        "created": best[1].strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "age_hours": round(age, 3),
-        "ignored": ignored,
-    }

@@ -25,9 +25,19 @@ description:
   - Files are encrypted with C(age) when I(age_recipients) is given.
   - Components whose source does not exist on the host are listed in C(missing_components)
     and in the manifest, never dropped silently.
-  - A component that fails (other than one in I(required_components), or a full disk) is
-    left out and listed in C(failed_components); the others are still backed up, and the task
-    fails so the problem is seen.
+  - A component that fails (other than one in I(required_components), or a full disk, also
+    when a child process such as age reports it) is left out and listed in
+    C(failed_components); the others are still backed up into C(partial-odin-<time>), which
+    no listing, retention, restore of C(latest) or reset check counts as a backup, and the
+    task fails so the problem is seen.
+  - Each file's source owner, group and mode are recorded in the manifest, so a restore
+    gives them back even where the file no longer exists.
+  - With I(signing_key) the manifest is signed (C(manifest.sig), HMAC-SHA256), so a restore
+    or reset given the same key refuses a manifest not written by a holder of the key.
+  - Prometheus snapshots the module asked for are listed in C(.prometheus-snapshots.json)
+    until removed; a later run removes those an interrupted run left behind, as it removes
+    the work directories (C(.tmp-*)) and restore leftovers (C(<path>.restore-tmp)) of
+    interrupted runs.
   - Afterwards keeps the newest backup of each of the last I(keep_daily) days and of each of
     the last I(keep_weekly) ISO weeks and deletes the others.
   - With I(textfile_dir) writes the result as Prometheus metrics for node-exporter's textfile
@@ -44,10 +54,19 @@ options:
     choices: [k3s_datastore, k3s_token, k3s_config, prometheus, grafana, volumes]
     default: [k3s_datastore, k3s_token, k3s_config, prometheus, grafana, volumes]
   required_components:
-    description: Components whose absence fails the backup instead of being reported in C(missing_components).
+    description:
+      - Components whose absence or failure fails the whole run, leaving no backup, instead of
+        being reported in C(missing_components) or C(failed_components).
+      - When not given, those of C(k3s_datastore) and C(k3s_token) that I(components) holds
+        (what a restore of the cluster needs).
     type: list
     elements: str
-    default: []
+  signing_key:
+    description:
+      - File holding the manifest signing key (at least 32 bytes, mode 0600 or stricter).
+      - When given, the manifest is signed; M(odin.stack.stack_restore) with the same key refuses
+        unsigned or differently signed backups.
+    type: path
   k3s_datastore:
     description: K3s' SQLite datastore.
     type: path
@@ -142,6 +161,10 @@ name:
   returned: success, not in check mode
   type: str
   sample: odin-20261121T031500Z
+partial:
+  description: Whether a component failed, so the run was kept as C(partial-odin-<time>) and is no backup.
+  returned: success, not in check mode
+  type: bool
 size_bytes:
   description: Bytes of all files in the backup.
   returned: success, not in check mode
@@ -208,6 +231,7 @@ def _config(p):
         "prometheus_data_dir": p["prometheus_data_dir"],
         "volumes": p["volumes"],
         "age_recipients": p["age_recipients"],
+        "signing_key": p["signing_key"],
     }
 
 
@@ -218,7 +242,8 @@ def run_module():
             components=dict(
                 type="list", elements="str", choices=list(backup.COMPONENTS), default=list(backup.COMPONENTS)
             ),
-            required_components=dict(type="list", elements="str", default=[]),
+            required_components=dict(type="list", elements="str"),
+            signing_key=dict(type="path", no_log=False),
             k3s_datastore=dict(type="path", default="/var/lib/rancher/k3s/server/db/state.db"),
             k3s_token=dict(type="path", default="/var/lib/rancher/k3s/server/token"),
             k3s_config=dict(type="path", default="/etc/rancher/k3s/config.yaml"),
@@ -237,6 +262,8 @@ def run_module():
         supports_check_mode=True,
     )
     p = module.params
+    if p["required_components"] is None:
+        p["required_components"] = backup.required_components({"components": p["components"]})
     unknown = sorted(set(p["required_components"]) - set(backup.COMPONENTS))
     if unknown:
         module.fail_json(
@@ -275,12 +302,13 @@ def run_module():
             result["metrics"] = backup.write_metrics(p["textfile_dir"], False, started, time.time() - started)
         module.fail_json(msg="Backup failed, no backup was marked complete: %s" % exc, **result)
 
-    # A partial backup must not push complete older ones out of retention.
-    pruned = [] if taken["failed"] else backup.prune(p["backup_dir"], p["keep_daily"], p["keep_weekly"])[1]
+    # A partial run is not a backup to retention, so it pushes no complete one out.
+    pruned = backup.prune(p["backup_dir"], p["keep_daily"], p["keep_weekly"])[1]
     result.update(
         changed=True,
         path=taken["path"],
         name=taken["name"],
+        partial=taken["partial"],
         size_bytes=taken["size_bytes"],
         duration_seconds=taken["duration_seconds"],
         components=taken["components"],
@@ -297,7 +325,8 @@ def run_module():
         module.warn("backup component %s not backed up: %s (%s)" % (item["component"], item["source"], item["reason"]))
     if taken["failed"]:
         module.fail_json(
-            msg="Backup %s is complete without %s: %s. Fix the cause and run the backup again."
+            msg="Backup failed: %s holds everything except %s (%s); it does not count as a backup. "
+            "Fix the cause and run the backup again."
             % (
                 taken["path"],
                 ", ".join(f["component"] for f in taken["failed"]),

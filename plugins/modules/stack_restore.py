@@ -24,6 +24,20 @@ description:
   - I(mode=drill) restores into I(scratch_dir) instead and verifies the result end to end
     (SQLite C(integrity_check) and row counts, C(promtool tsdb list) on the TSDB, non-empty
     files); the live system is not touched.
+  - I(mode=verify) checks that a backup can be relied on to rebuild the cluster, as
+    C(playbooks/reset.yml) needs before deleting it. It checks the manifest and its signature,
+    that directory name and creation time agree, every file's checksum, each of I(required_components)
+    present and non-empty, a plain SQLite file passing C(integrity_check), at most
+    I(max_age_hours) old. With I(backup=latest) the newest backup that passes is used and
+    the ones passed over are listed with the reason. Nothing is written.
+  - A restore writes only where the collection backs each component up from (I(k3s_datastore),
+    I(grafana_db) and the other source options, globs matched per path segment) or where
+    I(destinations) maps a file; a manifest naming any other C(restore_to) is refused.
+  - A restored file or directory gets the owner, group and mode recorded at backup time,
+    whether or not something is there now.
+  - Runs under the backup directory's lock. Decrypted files exist only in a 0700 work
+    directory (C(.tmp-restore-<pid>)) in I(backup_dir) and are removed on the way out; what
+    an interrupted run left there or beside a destination is removed first.
   - Prometheus, Grafana and volume data belong to pods; stop those workloads before a
     I(mode=restore) of them (see docs/backup.md).
 options:
@@ -41,10 +55,50 @@ options:
     elements: str
     default: []
   mode:
-    description: C(restore) puts the data back, C(drill) restores into I(scratch_dir) and verifies it.
+    description:
+      - C(restore) puts the data back, C(drill) restores into I(scratch_dir) and verifies it,
+        C(verify) only checks that the backup can be relied on.
     type: str
-    choices: [restore, drill]
+    choices: [restore, drill, verify]
     default: restore
+  required_components:
+    description: I(mode=verify) refuses a backup that lacks any of these, or holds them empty.
+    type: list
+    elements: str
+    default: [k3s_datastore, k3s_token]
+  max_age_hours:
+    description: I(mode=verify) refuses backups older than this. No limit when omitted.
+    type: float
+  signing_key:
+    description:
+      - File holding the key the backups' manifests are signed with (see M(odin.stack.stack_backup)).
+      - When given, an unsigned or differently signed backup is refused in every mode.
+    type: path
+  k3s_datastore:
+    description: Where the K3s datastore is backed up from and may be restored to.
+    type: path
+    default: /var/lib/rancher/k3s/server/db/state.db
+  k3s_token:
+    description: Where the K3s token is backed up from and may be restored to.
+    type: path
+    default: /var/lib/rancher/k3s/server/token
+  k3s_config:
+    description: Where K3s' config file (and C(registries.yaml) beside it) is backed up from and may be restored to.
+    type: path
+    default: /etc/rancher/k3s/config.yaml
+  grafana_db:
+    description: Glob of where Grafana's database is backed up from and may be restored to.
+    type: str
+    default: /var/lib/rancher/k3s/storage/pvc-*_monitoring_*grafana*/grafana.db
+  prometheus_data_dir:
+    description: Glob of where Prometheus' TSDB is backed up from and may be restored to.
+    type: str
+    default: /var/lib/rancher/k3s/storage/pvc-*_monitoring_prometheus-*/prometheus-db
+  volumes:
+    description: Volume directories (or globs) that are backed up and may be restored to.
+    type: list
+    elements: str
+    default: []
   scratch_dir:
     description: Where a drill restores to. Created, and removed afterwards unless I(keep_scratch).
     type: path
@@ -91,6 +145,12 @@ EXAMPLES = r"""
   odin.stack.stack_restore:
     mode: drill
 
+- name: Is there a backup of the cluster at most a day old that a restore can rely on?
+  odin.stack.stack_restore:
+    mode: verify
+    max_age_hours: 24
+  register: __trusted
+
 - name: Restore the K3s datastore and token (K3s is stopped and started around it)
   odin.stack.stack_restore:
     backup: odin-20261121T031500Z
@@ -136,6 +196,19 @@ k3s_restarted:
   description: Whether K3s was stopped and started around the restore.
   returned: mode=restore, not in check mode
   type: bool
+trusted:
+  description: Whether a backup passed every check of I(mode=verify).
+  returned: mode=verify
+  type: bool
+age_hours:
+  description: Age of the trusted backup in hours.
+  returned: mode=verify and a backup was trusted
+  type: float
+rejected:
+  description: Backups I(mode=verify) looked at and refused, as [name, reason].
+  returned: mode=verify
+  type: list
+  elements: list
 """
 
 import os
@@ -192,13 +265,53 @@ def _drill(module, path, components, result):
     module.exit_json(**result)
 
 
+SOURCES = ("k3s_datastore", "k3s_token", "k3s_config", "grafana_db", "prometheus_data_dir", "volumes")
+
+
+def _verify(module, key):
+    p = module.params
+    unknown = sorted(set(p["required_components"]) - set(backup.COMPONENTS))
+    if unknown:
+        module.fail_json(
+            msg="required_components has %s; choose from %s." % (", ".join(unknown), ", ".join(backup.COMPONENTS))
+        )
+    try:
+        found = backup.trusted_backup(
+            p["backup_dir"],
+            backup=p["backup"],
+            required=p["required_components"],
+            max_age_hours=p["max_age_hours"],
+            key=key,
+        )
+    except backup.BackupError as exc:
+        module.fail_json(msg="No trusted backup: %s" % exc, trusted=False, rejected=[])
+    result = {"changed": False, **found}
+    if not found["trusted"]:
+        reasons = "; ".join("%s: %s" % (name, reason) for name, reason in found["rejected"])
+        module.fail_json(
+            msg="No backup in %s can be relied on to rebuild the cluster: %s."
+            % (p["backup_dir"], reasons or "there is no complete backup"),
+            **result,
+        )
+    module.exit_json(**result)
+
+
 def run_module():
     module = AnsibleModule(
         argument_spec=dict(
             backup_dir=dict(type="path", default="/var/backups/odin"),
             backup=dict(type="str", default="latest"),
             components=dict(type="list", elements="str", default=[]),
-            mode=dict(type="str", choices=["restore", "drill"], default="restore"),
+            mode=dict(type="str", choices=["restore", "drill", "verify"], default="restore"),
+            required_components=dict(type="list", elements="str", default=list(backup.CLUSTER_COMPONENTS)),
+            max_age_hours=dict(type="float"),
+            signing_key=dict(type="path", no_log=False),
+            k3s_datastore=dict(type="path", default=backup.DEFAULT_SOURCES["k3s_datastore"]),
+            k3s_token=dict(type="path", default=backup.DEFAULT_SOURCES["k3s_token"]),
+            k3s_config=dict(type="path", default=backup.DEFAULT_SOURCES["k3s_config"]),
+            grafana_db=dict(type="str", default=backup.DEFAULT_SOURCES["grafana_db"]),
+            prometheus_data_dir=dict(type="str", default=backup.DEFAULT_SOURCES["prometheus_data_dir"]),
+            volumes=dict(type="list", elements="str", default=[]),
             scratch_dir=dict(type="path", default="/var/lib/odin/restore-drill"),
             keep_scratch=dict(type="bool", default=False),
             destinations=dict(type="dict", default={}),
@@ -210,8 +323,14 @@ def run_module():
     )
     p = module.params
     try:
+        key = backup.read_signing_key(p["signing_key"]) if p["signing_key"] else None
+    except backup.BackupError as exc:
+        module.fail_json(msg=str(exc))
+    if p["mode"] == "verify":
+        _verify(module, key)
+    try:
         path = backup.resolve_backup(p["backup_dir"], p["backup"])
-        manifest = backup.load_manifest(path)
+        manifest = backup.load_manifest(path, key)
         components = backup.select_components(manifest, p["components"])
     except backup.BackupError as exc:
         module.fail_json(msg="Refusing to restore: %s" % exc)
@@ -228,6 +347,16 @@ def run_module():
 
     target_root = p["scratch_dir"] if p["mode"] == "drill" else None
     destinations = {c["name"]: p["destinations"] for c in components}
+    if p["mode"] == "restore":
+        outside = backup.confine_restore(components, {k: p[k] for k in SOURCES}, destinations)
+        if outside:
+            module.fail_json(
+                msg="Refusing to restore %s: it asks to write outside what this collection backs up (%s). "
+                "Nothing was changed. A backup from another host or layout needs destinations; a forged "
+                "one must not be restored." % (path, "; ".join(outside)),
+                problems=outside,
+                **result,
+            )
     result["plan"] = backup.plan_restore(path, manifest, components, target_root, destinations)
     if module.check_mode:
         result["changed"] = any(step["action"] != "unchanged" for step in result["plan"])

@@ -9,81 +9,24 @@ import os
 import shutil
 import sqlite3
 import subprocess
-import sys
 import threading
 import time
-import urllib.parse
-import urllib.request
 from pathlib import Path
 
 import pytest
+from backup_helpers import (
+    PROMETHEUS,
+    PROMTOOL,
+    TOOLS,
+    Prometheus,
+    make_k3s_tree,
+    mounted_tmpfs,
+    query,
+    run_module,
+)
 from localnet import free_port
 
 from ansible_collections.odin.stack.plugins.module_utils import _backup as backup
-
-PROMETHEUS = shutil.which("prometheus")
-PROMTOOL = shutil.which("promtool")
-TOOLS = backup.Tools(tar=shutil.which("tar"), zstd=shutil.which("zstd"), age=shutil.which("age"), promtool=PROMTOOL)
-
-
-def http_json(url, data=None):
-    request = urllib.request.Request(url, data=data, method="POST" if data is not None else "GET")  # noqa: S310 - local test server
-    with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
-        return json.loads(response.read())
-
-
-def query(base, expr, at):
-    url = "%s/api/v1/query?%s" % (base, urllib.parse.urlencode({"query": expr, "time": at}))
-    return http_json(url)["data"]["result"]
-
-
-class Prometheus:
-    """A real Prometheus on 127.0.0.1 that scrapes itself every second."""
-
-    def __init__(self, data_dir, workdir):
-        self.data_dir = Path(data_dir)
-        self.port = free_port()
-        self.url = "http://127.0.0.1:%d" % self.port
-        config = Path(workdir) / ("prometheus-%d.yml" % self.port)
-        config.write_text(
-            "global: {scrape_interval: 1s, evaluation_interval: 1s}\n"
-            "scrape_configs:\n"
-            "  - job_name: self\n"
-            "    static_configs: [{targets: ['127.0.0.1:%d']}]\n" % self.port
-        )
-        self.log = open(Path(workdir) / ("prometheus-%d.log" % self.port), "w")  # noqa: SIM115
-        self.proc = subprocess.Popen(
-            [
-                PROMETHEUS,
-                "--config.file=%s" % config,
-                "--storage.tsdb.path=%s" % self.data_dir,
-                "--web.listen-address=127.0.0.1:%d" % self.port,
-                "--web.enable-admin-api",
-            ],
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
-        )
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                urllib.request.urlopen(self.url + "/-/ready", timeout=2).read()  # noqa: S310
-                return
-            except OSError:
-                if self.proc.poll() is not None:
-                    break
-                time.sleep(0.5)
-        self.stop()
-        raise RuntimeError("prometheus did not become ready; see %s" % self.log.name)
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.log.close()
 
 
 @pytest.fixture
@@ -203,40 +146,6 @@ def test_sqlite_backup_is_consistent_while_another_thread_writes(tmp_path):
     assert 0 < counts[0] <= counts[-1] < final_rows, "copies were not taken while the writer ran"
 
 
-def make_k3s_tree(root):
-    """A K3s-shaped server directory: a real SQLite state.db in WAL mode, token and config."""
-    db_dir = root / "var/lib/rancher/k3s/server/db"
-    db_dir.mkdir(parents=True)
-    conn = sqlite3.connect(db_dir / "state.db")
-    conn.execute("PRAGMA journal_mode=WAL")
-    conn.execute("CREATE TABLE kine (id INTEGER PRIMARY KEY AUTOINCREMENT, name TEXT, value BLOB)")
-    conn.executemany(
-        "INSERT INTO kine (name, value) VALUES (?, ?)", [("/registry/k%d" % i, b"v" * 64) for i in range(200)]
-    )
-    conn.commit()
-    conn.close()
-    (root / "var/lib/rancher/k3s/server/token").write_text("K10abc::server:0123456789abcdef\n")
-    (root / "etc/rancher/k3s").mkdir(parents=True)
-    (root / "etc/rancher/k3s/config.yaml").write_text("write-kubeconfig-mode: '0600'\ndisable: [traefik]\n")
-    return {
-        "k3s_datastore": str(db_dir / "state.db"),
-        "k3s_token": str(root / "var/lib/rancher/k3s/server/token"),
-        "k3s_config": str(root / "etc/rancher/k3s/config.yaml"),
-    }
-
-
-def run_module(ansible, name, args, check=False):
-    cmd = ["ansible", "localhost", "-c", "local", "-i", "localhost,", "-m", "odin.stack.%s" % name]
-    cmd += ["-e", "ansible_python_interpreter=%s" % sys.executable]
-    cmd += ["-a", json.dumps(args)]
-    if check:
-        cmd.append("--check")
-    result = ansible(cmd, ANSIBLE_STDOUT_CALLBACK="json", ANSIBLE_LOAD_CALLBACK_PLUGINS="1")
-    # The json callback's document comes first; callbacks enabled in ansible.cfg may print after it.
-    payload, _end = json.JSONDecoder().raw_decode(result.stdout[result.stdout.index("{") :])
-    return payload["plays"][0]["tasks"][0]["hosts"]["localhost"]
-
-
 def test_modules_back_up_verify_drill_and_restore_a_k3s_tree(ansible, tmp_path):
     sources = make_k3s_tree(tmp_path / "host")
     textfile = tmp_path / "textfile"
@@ -274,7 +183,7 @@ def test_modules_back_up_verify_drill_and_restore_a_k3s_tree(ansible, tmp_path):
 
     # Drift on the host, then ask what a restore would do, without doing it.
     Path(sources["k3s_token"]).write_text("changed\n")
-    plan = run_module(ansible, "stack_restore", {"backup_dir": str(backup_dir)}, check=True)
+    plan = run_module(ansible, "stack_restore", {"backup_dir": str(backup_dir), **sources}, check=True)
     actions = {Path(p["destination"]).name: p["action"] for p in plan["plan"]}
     assert actions == {"state.db": "replace", "token": "replace", "config.yaml": "unchanged"}
     assert Path(sources["k3s_token"]).read_text() == "changed\n"
@@ -289,7 +198,7 @@ def test_modules_back_up_verify_drill_and_restore_a_k3s_tree(ansible, tmp_path):
     assert sqlite_report["integrity"] == "ok" and sqlite_report["tables"]["kine"] == 200
     assert not (tmp_path / "drill").exists()
 
-    restored = run_module(ansible, "stack_restore", {"backup_dir": str(backup_dir), "manage_k3s": False})
+    restored = run_module(ansible, "stack_restore", {"backup_dir": str(backup_dir), "manage_k3s": False, **sources})
     assert restored["changed"], restored.get("msg")
     assert Path(sources["k3s_token"]).read_text() == "K10abc::server:0123456789abcdef\n"
     assert any(p.endswith(".pre-restore-" + p.rsplit("-", 1)[-1]) for p in restored["moved_aside"])
@@ -314,10 +223,18 @@ def test_a_failing_optional_component_does_not_cost_the_others(ansible, tmp_path
     }
     result = run_module(ansible, "stack_backup", args)
     assert result["failed"]
-    assert "complete without prometheus" in result["msg"] and "Is Prometheus running?" in result["msg"]
+    assert "everything except prometheus" in result["msg"] and "Is Prometheus running?" in result["msg"]
+    assert "does not count as a backup" in result["msg"]
     assert [f["component"] for f in result["failed_components"]] == ["prometheus"]
-    path = backup.resolve_backup(args["backup_dir"], "latest")
+    # Kept under a name nothing takes for a complete backup, but restorable by name.
+    assert backup.list_backups(args["backup_dir"]) == []
+    with pytest.raises(backup.BackupError, match="No complete backup"):
+        backup.resolve_backup(args["backup_dir"], "latest")
+    [(partial, _created)] = backup.list_partials(args["backup_dir"])
+    assert result["partial"] and result["name"] == partial and partial.startswith("partial-odin-")
+    path = backup.resolve_backup(args["backup_dir"], partial)
     manifest = backup.load_manifest(path)
+    assert manifest["partial"] is True
     assert [c["name"] for c in manifest["components"]] == ["k3s_datastore", "k3s_token"]
     assert manifest["failed"][0]["component"] == "prometheus"
     assert not Path(path, "prometheus").exists()
@@ -396,21 +313,8 @@ def test_age_encrypted_backup_restores_only_with_the_identity(tmp_path):
 
 @pytest.fixture
 def small_fs(tmp_path):
-    mountpoint = tmp_path / "small"
-    mountpoint.mkdir()
-    mount, umount = shutil.which("mount"), shutil.which("umount")
-    if not (mount and umount):
-        pytest.skip("mount/umount are not installed; the ENOSPC path is not exercised")
-    proc = subprocess.run(
-        [mount, "-t", "tmpfs", "-o", "size=2m,mode=0700", "tmpfs", str(mountpoint)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if proc.returncode != 0:
-        pytest.skip("cannot mount a 2 MiB tmpfs here (%s); the ENOSPC path is not exercised" % proc.stderr.strip())
-    yield mountpoint
-    subprocess.run([umount, str(mountpoint)], check=False)
+    with mounted_tmpfs(tmp_path / "small", "2m") as mountpoint:
+        yield mountpoint
 
 
 def test_a_full_filesystem_leaves_no_backup_marked_complete(small_fs, tmp_path):

@@ -1,6 +1,7 @@
 """Pure logic behind the backup modules: names, retention, metrics, manifest checks, source planning."""
 
 import datetime as dt
+import errno
 import json
 import os
 
@@ -236,10 +237,11 @@ def test_unknown_component_is_an_error():
 
 def test_nothing_to_back_up_fails_before_writing(tmp_path):
     config = {"backup_dir": str(tmp_path / "b"), "components": ["k3s_token"], "k3s_token": str(tmp_path / "no")}
-    with pytest.raises(backup.BackupError, match="Nothing to back up"):
-        backup.take_backup(config, backup.Tools())
-    config["required_components"] = ["k3s_token"]
+    # The token is required by default: a backup without it cannot rebuild the cluster.
     with pytest.raises(backup.BackupError, match="Required backup components"):
+        backup.take_backup(config, backup.Tools())
+    config["required_components"] = []
+    with pytest.raises(backup.BackupError, match="Nothing to back up"):
         backup.take_backup(config, backup.Tools())
     assert not (tmp_path / "b").exists()
 
@@ -270,3 +272,57 @@ def test_restored_file_keeps_the_replaced_files_owner_and_mode(tmp_path):
 )
 def test_volume_file_name(path, name):
     assert backup._volume_file_name(path) == name
+
+
+@pytest.mark.parametrize(
+    ("component", "restore_to", "allowed"),
+    [
+        ("k3s_datastore", "/var/lib/rancher/k3s/server/db/state.db", True),
+        ("k3s_datastore", "/var/lib/rancher/k3s/server/db/other.db", False),
+        ("k3s_config", "/etc/rancher/k3s/registries.yaml", True),
+        ("k3s_config", "/etc/rancher/k3s/../../shadow", False),
+        ("grafana", "/var/lib/rancher/k3s/storage/pvc-1a_monitoring_kps-grafana/grafana.db", True),
+        # A * stands for one path segment, never several.
+        ("grafana", "/var/lib/rancher/k3s/storage/pvc-1/etc/x_monitoring_grafana/grafana.db", False),
+        ("prometheus", "/var/lib/rancher/k3s/storage/pvc-2_monitoring_prometheus-db/prometheus-db", True),
+        ("volumes", "/srv/data", False),
+        ("k3s_token", "relative/token", False),
+    ],
+)
+def test_confine_restore(component, restore_to, allowed):
+    components = [{"name": component, "files": [{"path": "%s/f" % component, "restore_to": restore_to}]}]
+    problems = backup.confine_restore(components, {})
+    assert (problems == []) is allowed, problems
+    # A destination the caller maps explicitly is the caller's choice.
+    assert backup.confine_restore(components, {}, {component: {restore_to: "/srv/restored/x"}}) == []
+
+
+@pytest.mark.parametrize(
+    ("exc", "full"),
+    [
+        (OSError(errno.ENOSPC, "No space left on device"), True),
+        (OSError(errno.EDQUOT, "Disk quota exceeded"), True),
+        (backup.BackupError("age exited 1: age: error: write /b/x.age: no space left on device"), True),
+        (backup.BackupError("The copy failed: database or disk is full"), True),
+        (OSError(errno.EACCES, "Permission denied"), False),
+        (backup.BackupError("Prometheus snapshot failed: HTTP 500"), False),
+    ],
+)
+def test_is_disk_full(exc, full):
+    assert backup.is_disk_full(exc) is full
+
+
+@pytest.mark.parametrize(
+    ("owner", "parsed"),
+    [
+        ({"uid": 472, "gid": 472, "mode": "0640"}, (472, 472, 0o640)),
+        ({"uid": 0, "gid": 0, "mode": "4755"}, (0, 0, 0o755)),  # set-id bits are never restored
+        ({"uid": 0, "gid": 0, "mode": "2750"}, (0, 0, 0o750)),
+        ({"uid": -1, "gid": 0, "mode": "0600"}, None),
+        ({"uid": "0", "gid": 0, "mode": "0600"}, None),
+        ({"uid": 0, "gid": 0, "mode": "rwx"}, None),
+        (None, None),
+    ],
+)
+def test_parse_owner(owner, parsed):
+    assert backup._parse_owner(owner) == parsed

@@ -1,17 +1,12 @@
 """Logic behind the k3s role: versions, checksum lists, config.yaml types, backup age."""
 
-import base64
-import json
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
-from ansible_collections.odin.stack.plugins.filter.k3s import odin_newest_backup
 from ansible_collections.odin.stack.plugins.module_utils import _k3s
 
 FIXTURES = Path(__file__).parent / "fixtures" / "k3s"
-NOW = datetime(2026, 11, 21, 12, 0, 0, tzinfo=UTC)
 
 
 @pytest.mark.parametrize(
@@ -125,79 +120,3 @@ def test_config_problems(config, expected):
     assert len(problems) == len(expected)
     for problem, start in zip(problems, expected, strict=True):
         assert problem.startswith(start), problem
-
-
-def _backup(name, created="2026-11-21T10:00:00Z", fmt=1, components=("k3s",)):
-    manifest = {"format": fmt, "created": created, "components": list(components)}
-    return {"name": name, "manifest": json.dumps(manifest)}
-
-
-@pytest.mark.parametrize(
-    ("entries", "found", "name", "age_hours", "ignored"),
-    [
-        pytest.param([], False, "", None, 0, id="no-backups"),
-        pytest.param([_backup("odin-20261121T100000Z")], True, "odin-20261121T100000Z", 2.0, 0, id="one-fresh"),
-        pytest.param(
-            [
-                _backup("odin-20261119T100000Z", created="2026-11-19T10:00:00Z"),
-                _backup("odin-20261121T060000Z", created="2026-11-21T06:00:00+00:00"),
-            ],
-            True,
-            "odin-20261121T060000Z",
-            6.0,
-            0,
-            id="newest-wins",
-        ),
-        pytest.param(
-            [
-                _backup(".tmp-odin-20261121T115900Z", created="2026-11-21T11:59:00Z"),
-                _backup("odin-20261118T120000Z", created="2026-11-18T12:00:00Z"),
-            ],
-            True,
-            "odin-20261118T120000Z",
-            72.0,
-            1,
-            id="in-progress-never-counts",
-        ),
-        pytest.param(
-            [
-                {"name": "odin-20261121T110000Z", "manifest": None},
-                {"name": "odin-20261121T110001Z", "manifest": "{not json"},
-                _backup("odin-20261121T110002Z", fmt=2),
-                _backup("odin-20261121T110003Z", created="yesterday"),
-                _backup("odin-20261121T110004Z", created="2026-11-21T11:00:04"),
-                {
-                    "name": "odin-20261121T110005Z",
-                    "manifest": json.dumps({"format": 1, "created": "2026-11-21T11:00:05Z"}),
-                },
-            ],
-            False,
-            "",
-            None,
-            6,
-            id="incomplete-or-foreign-manifests",
-        ),
-    ],
-)
-def test_newest_backup(entries, found, name, age_hours, ignored):
-    result = _k3s.newest_backup(entries, now=NOW)
-    assert result["found"] is found
-    assert result["name"] == name
-    assert result["age_hours"] == age_hours
-    assert len(result["ignored"]) == ignored
-
-
-def test_filter_reads_slurp_loop_results():
-    manifest = json.dumps({"format": 1, "created": "2026-11-21T10:00:00Z", "components": ["k3s"]})
-    results = [
-        {
-            "item": {"path": "/var/backups/odin/odin-20261121T100000Z"},
-            "content": base64.b64encode(manifest.encode()).decode(),
-        },
-        # slurp failed (no manifest.json): no content key.
-        {"item": {"path": "/var/backups/odin/odin-20261121T110000Z"}, "failed": True},
-    ]
-    result = odin_newest_backup(results)
-    assert result["found"] is True
-    assert result["name"] == "odin-20261121T100000Z"
-    assert result["ignored"] == [["odin-20261121T110000Z", "no manifest.json (incomplete)"]]
