@@ -10,12 +10,8 @@ from ansible_collections.odin.stack.plugins.module_utils import _k3s
 
 
 def k3s_version_valid(version):
-    """True when `version` looks like v1.34.2+k3s1."""
-    try:
-        _k3s.parse_version(version)
-    except ValueError:
-        return False
-    return True
+    """True when `version` is exactly a release tag like v1.34.2+k3s1 (no surrounding space)."""
+    return _k3s.is_release_tag(version)
 
 
 def k3s_version_compare(left, right):

@@ -82,6 +82,12 @@ CONFIG_KEY_TYPES = {
     ),
 }
 _TYPE_OF_KEY = {key: kind for kind, keys in CONFIG_KEY_TYPES.items() for key in keys}
+# Flags whose values are secrets: never shown in a message or a diff.
+SECRET_KEYS = ("token", "agent-token", "datastore-endpoint", "etcd-s3-access-key", "etcd-s3-secret-key")
+
+
+def _shown(key, value):
+    return "value hidden" if key in SECRET_KEYS else repr(value)
 
 
 def parse_version(version):
@@ -90,6 +96,15 @@ def parse_version(version):
     if not match:
         raise ValueError(f"'{version}' is not a K3s release version like v1.34.2+k3s1")
     return tuple(int(part) for part in match.groups())
+
+
+def is_release_tag(version):
+    """True when `version` is exactly a release tag like v1.34.2+k3s1, with nothing around it.
+
+    A setting with a stray space would end up in download URLs and file names, so it is
+    refused rather than stripped.
+    """
+    return isinstance(version, str) and VERSION_RE.fullmatch(version) is not None
 
 
 def version_from_output(output):
@@ -176,7 +191,7 @@ def config_problems(config, variable="k3s_config"):
         if kind is None:
             if not (_is_scalar(value) or (isinstance(value, list) and all(_is_scalar(v) for v in value))):
                 problems.append(
-                    f"{variable}['{key}'] is a {_kind(value)} ({value!r}); K3s flags take a string, "
+                    f"{variable}['{key}'] is a {_kind(value)} ({_shown(key, value)}); K3s flags take a string, "
                     "number, bool or a list of those."
                 )
             continue
@@ -187,5 +202,5 @@ def config_problems(config, variable="k3s_config"):
                 "str": "a quoted string",
                 "list": "a list of strings, e.g. ['value']",
             }[kind]
-            problems.append(f"{variable}['{key}'] is a {_kind(value)} ({value!r}); set it to {hint}.")
+            problems.append(f"{variable}['{key}'] is a {_kind(value)} ({_shown(key, value)}); set it to {hint}.")
     return problems

@@ -27,6 +27,13 @@ def test_parse_version_rejects(version):
         _k3s.parse_version(version)
 
 
+def test_release_tag_is_exact():
+    assert _k3s.is_release_tag("v1.34.2+k3s1")
+    # parse_version reads a tag out of command output; a setting must be the tag itself.
+    for version in ("v1.34.2+k3s1 ", " v1.34.2+k3s1", "v1.34.2+k3s1\n", "1.34.2+k3s1", None):
+        assert not _k3s.is_release_tag(version), repr(version)
+
+
 @pytest.mark.parametrize(
     ("left", "right", "expected"),
     [
