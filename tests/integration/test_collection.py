@@ -36,6 +36,40 @@ def test_roles_resolve_by_fqcn_from_checkout(ansible):
     assert "odin_gpu_enabled" in result.stdout
 
 
+def _plays(output):
+    return [line.strip() for line in output.splitlines() if line.strip().startswith("play #")]
+
+
+def test_site_runs_from_checkout_and_by_fqcn(ansible):
+    collections = str(REPO / "collections")
+    from_checkout = ansible(["ansible-playbook", "site.yml", "-i", "inventories/laptop", "--list-tasks"])
+    assert from_checkout.returncode == 0, from_checkout.stderr
+    by_fqcn = ansible(
+        ["ansible-playbook", "odin.stack.site", "-i", "inventories/laptop", "--list-tasks"],
+        ANSIBLE_COLLECTIONS_PATH=collections,
+    )
+    assert by_fqcn.returncode == 0, by_fqcn.stderr
+    assert "ansible_collections/odin/stack/playbooks/site.yml" in by_fqcn.stdout
+    plays = _plays(from_checkout.stdout)
+    assert plays == _plays(by_fqcn.stdout)
+    assert plays[0].endswith("Preflight\tTAGS: []")
+    assert plays[-1].endswith("Hosts waiting for a reboot\tTAGS: []")
+    # Both list every task of every layer, in the same order.
+    assert from_checkout.stdout.split("\n", 2)[2] == by_fqcn.stdout.split("\n", 2)[2]
+
+
+def test_site_lists_the_layers_once():
+    top = yaml.safe_load((REPO / "site.yml").read_text())
+    assert [play.get("ansible.builtin.import_playbook") for play in top] == ["playbooks/site.yml"]
+    layers = [
+        play["ansible.builtin.import_playbook"]
+        for play in yaml.safe_load((REPO / "playbooks/site.yml").read_text())
+        if "ansible.builtin.import_playbook" in play
+    ]
+    assert layers[0] == "preflight.yml"
+    assert all((REPO / "playbooks" / layer).is_file() for layer in layers)
+
+
 def test_build_leaves_tests_and_ci_out(ansible, tmp_path):
     result = ansible(["ansible-galaxy", "collection", "build", "--output-path", str(tmp_path), str(REPO)])
     assert result.returncode == 0, result.stderr
