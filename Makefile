@@ -12,6 +12,7 @@ ACTIONLINT_VERSION ?= v1.7.7
 setup: $(VENV)/.installed
 
 $(VENV)/.installed: requirements/requirements.txt requirements/constraints.txt
+	@scripts/setup-check.sh $(PYTHON)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet -r requirements/requirements.txt -c requirements/constraints.txt
 	@# actionlint has no wheel that installs offline; it is a Go module.

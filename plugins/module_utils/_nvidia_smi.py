@@ -195,7 +195,9 @@ def missing_error(path=None):
         "missing",
         message,
         "Install the NVIDIA driver utilities with the collection's nvidia_driver role "
-        "(playbooks/gpu_host.yml; Debian/Ubuntu package nvidia-smi or nvidia-utils-<version>), or set "
+        "(playbooks/gpu_host.yml). nvidia-smi comes from the package nvidia-smi on Debian and "
+        "nvidia-utils-<branch> on Ubuntu (nvidia-utils-580 for nvidia_driver_branch 580); "
+        "check it with 'dpkg -s nvidia-smi' or 'dpkg -s nvidia-utils-<branch>'. Or set "
         "nvidia_smi_path to the nvidia-smi this host has.",
     )
 

@@ -411,6 +411,12 @@ def test_cannot_run_errors(error, kind, words):
     assert error.hint
 
 
+def test_missing_names_the_package_of_each_distribution():
+    hint = smi.missing_error().hint
+    assert "package nvidia-smi on Debian" in hint
+    assert "nvidia-utils-<branch> on Ubuntu" in hint
+
+
 def test_clean_run_is_not_a_failure():
     text = (SMI / "driver-535-two-gpus.xml").read_text()
     assert smi.classify_failure(0, text, "") is None
