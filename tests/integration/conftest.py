@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from backup_helpers import PROMETHEUS, PROMTOOL, Prometheus
 
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -41,3 +42,15 @@ def run(args, timeout=600, **env):
 @pytest.fixture
 def ansible():
     return run
+
+
+@pytest.fixture
+def prometheus(tmp_path):
+    """A real Prometheus on 127.0.0.1 with its admin API, for the backup tests."""
+    if not (PROMETHEUS and PROMTOOL):
+        pytest.skip(
+            "Debian's prometheus package (prometheus, promtool) is not installed; scripts/host-deps.sh installs it"
+        )
+    server = Prometheus(tmp_path / "prometheus-data", tmp_path)
+    yield server
+    server.stop()

@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 import pytest
-from backup_helpers import PROMETHEUS, PROMTOOL, TOOLS, Prometheus, http_json, make_k3s_tree, mounted_tmpfs, run_module
+from backup_helpers import TOOLS, http_json, make_k3s_tree, mounted_tmpfs, run_module
 from conftest import REPO
 
 from ansible_collections.odin.stack.plugins.module_utils import _backup as backup
@@ -255,11 +255,7 @@ def test_the_reset_guard_refuses_every_damaged_backup(ansible, tmp_path):
 
 @needs_age
 def test_age_filling_the_disk_leaves_no_backup_of_any_name(tmp_path):
-    identity = tmp_path / "key.txt"
-    subprocess.run([AGE_KEYGEN, "-o", str(identity)], check=True, capture_output=True)
-    recipient = next(
-        line.split(": ", 1)[1] for line in identity.read_text().splitlines() if line.startswith("# public key:")
-    )
+    _identity, recipient = age_key(tmp_path)
     sources = make_k3s_tree(tmp_path / "host")
     # An optional Grafana database that fits on the disk once, but not a second time as age's output.
     grafana = tmp_path / "host/grafana.db"
@@ -611,17 +607,6 @@ def test_kill_9_at_any_moment_of_a_backup_or_restore_loses_nothing(tmp_path):
     newest = os.path.join(config["backup_dir"], backup.list_backups(config["backup_dir"])[0][0])
     assert backup.trust_problems(newest, backup.load_manifest(newest), backup.CLUSTER_COMPONENTS) == []
     assert sorted(os.listdir(volume)) == ["part-%02d.bin" % i for i in range(40)]
-
-
-@pytest.fixture
-def prometheus(tmp_path):
-    if not (PROMETHEUS and PROMTOOL):
-        pytest.skip(
-            "Debian's prometheus package (prometheus, promtool) is not installed; scripts/host-deps.sh installs it"
-        )
-    server = Prometheus(tmp_path / "prometheus-data", tmp_path)
-    yield server
-    server.stop()
 
 
 def test_a_snapshot_left_by_a_killed_backup_is_removed_by_the_next_run(prometheus, tmp_path):

@@ -15,8 +15,6 @@ from pathlib import Path
 
 import pytest
 from backup_helpers import (
-    PROMETHEUS,
-    PROMTOOL,
     TOOLS,
     Prometheus,
     make_k3s_tree,
@@ -27,17 +25,6 @@ from backup_helpers import (
 from localnet import free_port
 
 from ansible_collections.odin.stack.plugins.module_utils import _backup as backup
-
-
-@pytest.fixture
-def prometheus(tmp_path):
-    if not (PROMETHEUS and PROMTOOL):
-        pytest.skip(
-            "Debian's prometheus package (prometheus, promtool) is not installed; scripts/host-deps.sh installs it"
-        )
-    server = Prometheus(tmp_path / "prometheus-data", tmp_path)
-    yield server
-    server.stop()
 
 
 def test_prometheus_snapshot_backup_restores_into_a_queryable_tsdb(prometheus, tmp_path):
