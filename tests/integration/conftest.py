@@ -1,5 +1,6 @@
 """Helpers for tests that run the real ansible-* commands against this checkout."""
 
+import json
 import os
 import subprocess
 import sys
@@ -42,6 +43,24 @@ def run(args, timeout=600, **env):
 @pytest.fixture
 def ansible():
     return run
+
+
+def run_test_playbook(name, extra_vars, vars_file, *flags):
+    """Run tests/integration/files/<name> on localhost with extra_vars (written to vars_file)."""
+    vars_file.write_text(json.dumps(extra_vars))
+    return run(
+        [
+            "ansible-playbook",
+            str(REPO / "tests/integration/files" / name),
+            "-i",
+            "localhost,",
+            "-e",
+            "@%s" % vars_file,
+            "-e",
+            "ansible_python_interpreter=%s ansible_become=false" % sys.executable,
+            *flags,
+        ]
+    )
 
 
 @pytest.fixture

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 from backup_helpers import TOOLS, http_json, make_k3s_tree, mounted_tmpfs, run_module
-from conftest import REPO
+from conftest import REPO, run_test_playbook
 
 from ansible_collections.odin.stack.plugins.module_utils import _backup as backup
 
@@ -192,7 +192,7 @@ def test_a_weak_signing_key_is_refused(tmp_path, content, mode, reason):
     assert content not in str(refused.value)
 
 
-def test_the_reset_guard_refuses_every_damaged_backup(ansible, tmp_path):
+def test_the_reset_guard_refuses_every_damaged_backup(tmp_path):
     """The k3s role's reset guard, run by Ansible, against one backup directory per case."""
     key_file = signing_key(tmp_path / "signing.key")
     cases = []
@@ -220,19 +220,8 @@ def test_the_reset_guard_refuses_every_damaged_backup(ansible, tmp_path):
         {"name": "no-backup", "dir": str(tmp_path / "empty"), "reason": "there is no complete backup"},
     ]
     report = tmp_path / "report.json"
-    vars_file = tmp_path / "vars.json"
-    vars_file.write_text(json.dumps({"_cases": cases, "_report": str(report)}))
-    result = ansible(
-        [
-            "ansible-playbook",
-            str(REPO / "tests/integration/files/reset_guard_cases.yml"),
-            "-i",
-            "localhost,",
-            "-e",
-            "@%s" % vars_file,
-            "-e",
-            "ansible_python_interpreter=%s ansible_become=false" % sys.executable,
-        ]
+    result = run_test_playbook(
+        "reset_guard_cases.yml", {"_cases": cases, "_report": str(report)}, tmp_path / "vars.json"
     )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
     outcome = {r["name"]: r for r in json.loads(report.read_text())}

@@ -11,9 +11,7 @@ checks run too (they read the dpkg state, read-only).
 
 import copy
 import json
-import os
 import re
-import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
@@ -21,9 +19,8 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import REPO, run
 
-REPO = Path(__file__).resolve().parents[2]
-BIN = Path(sys.executable).parent
 ROLES = ("nvidia_driver", "nvidia_container_toolkit", "k3s", "helm", "gpu_k8s", "monitoring", "backup", "verify")
 MONITORING_DEFAULTS = yaml.safe_load((REPO / "roles" / "monitoring" / "defaults" / "main.yml").read_text())
 BACKUP_COMPONENTS = ["k3s_datastore", "k3s_token", "k3s_config", "prometheus", "grafana"]
@@ -449,18 +446,6 @@ def _messages(payload, host):
     return "\n".join(found)
 
 
-def _playbook(args, env, timeout):
-    return subprocess.run(
-        [str(BIN / "ansible-playbook"), *args],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
-
-
 @pytest.fixture(scope="module")
 def table(tmp_path_factory):
     """Run playbooks/validate.yml once over every case and good host."""
@@ -473,17 +458,14 @@ def table(tmp_path_factory):
     # the others read them from the fact cache (gathering "smart" skips a host whose facts
     # are cached).
     facts = tmp / "facts"
-    env = dict(
-        os.environ,
-        ANSIBLE_CONFIG=str(REPO / "ansible.cfg"),
-        ANSIBLE_NOCOLOR="1",
-        ANSIBLE_CACHE_PLUGIN="jsonfile",
-        ANSIBLE_CACHE_PLUGIN_CONNECTION=str(facts),
-        ANSIBLE_GATHERING="smart",
-    )
+    env = {
+        "ANSIBLE_CACHE_PLUGIN": "jsonfile",
+        "ANSIBLE_CACHE_PLUGIN_CONNECTION": str(facts),
+        "ANSIBLE_GATHERING": "smart",
+    }
     gather = tmp / "gather.yml"
     gather.write_text(json.dumps([{"name": "Gather this machine's facts", "hosts": "good", "tasks": []}]))
-    result = _playbook(["-i", str(inventory), str(gather)], env, timeout=120)
+    result = run(["ansible-playbook", "-i", str(inventory), str(gather)], timeout=120, **env)
     assert result.returncode == 0, result.stdout + result.stderr
     (cached,) = facts.iterdir()
     for host in hosts:
@@ -492,11 +474,13 @@ def table(tmp_path_factory):
     started = time.monotonic()
     # preflight runs only where odin_gpu_resolved is unset, which every host here sets;
     # skipping its tags spares skipping each of its tasks on each host.
-    result = _playbook(
-        ["-i", str(inventory), "playbooks/validate.yml", "-f", "8", "-e", "ansible_become=false"]
+    result = run(
+        ["ansible-playbook", "-i", str(inventory), "playbooks/validate.yml", "-f", "8", "-e", "ansible_become=false"]
         + ["--skip-tags", "preflight"],
-        dict(env, ANSIBLE_STDOUT_CALLBACK="json", ANSIBLE_LOAD_CALLBACK_PLUGINS="1"),
         timeout=900,
+        **env,
+        ANSIBLE_STDOUT_CALLBACK="json",
+        ANSIBLE_LOAD_CALLBACK_PLUGINS="1",
     )
     seconds = time.monotonic() - started
     assert "{" in result.stdout, result.stdout + result.stderr
