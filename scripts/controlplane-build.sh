@@ -18,7 +18,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
 
-# The Kubernetes version follows roles/k3s/defaults/main.yml (v1.34.2+k3s1 -> v1.34.2);
+# The Kubernetes version follows roles/k3s/defaults/main.yml (v1.36.3+k3s1 -> v1.36.3);
 # tests/integration/test_controlplane.py fails when the wrapper's go.mod disagrees.
 k3s_version=$(sed -n 's/^k3s_version: *"\{0,1\}\(v[0-9][^"+ ]*\).*/\1/p' roles/k3s/defaults/main.yml)
 helm_version=$(sed -n 's/^helm_version: *"\{0,1\}\(v[0-9][^" ]*\).*/\1/p' roles/helm/defaults/main.yml)

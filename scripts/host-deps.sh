@@ -2,7 +2,8 @@
 # Install the Debian packages the test suite runs for real: Docker for the molecule
 # hosts, debootstrap for the test image, and the services and tools the integration
 # tests start (Prometheus, promtool, Alertmanager, amtool, SQLite, zstd, age), and what
-# the test control plane needs (openssl for its keys, gcc for kine's SQLite).
+# the test control plane needs (openssl for its keys, gcc for kine's SQLite), and skopeo
+# with a local docker-registry for the offline bundle's images.
 # A tool that is already on PATH (e.g. Docker CE on a CI runner) is left alone.
 set -euo pipefail
 
@@ -21,6 +22,8 @@ declare -A provides=(
   [lspci]=pciutils
   [openssl]=openssl
   [gcc]=gcc
+  [skopeo]=skopeo
+  [docker-registry]=docker-registry
 )
 
 missing=()

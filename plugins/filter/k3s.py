@@ -10,7 +10,7 @@ from ansible_collections.odin.stack.plugins.module_utils import _k3s
 
 
 def k3s_version_valid(version):
-    """True when `version` is exactly a release tag like v1.34.2+k3s1 (no surrounding space)."""
+    """True when `version` is exactly a release tag like v1.36.3+k3s1 (no surrounding space)."""
     return _k3s.is_release_tag(version)
 
 
@@ -40,6 +40,18 @@ def k3s_config_problems(config, variable="k3s_config"):
     return _k3s.config_problems(config, variable)
 
 
+def k3s_registries_problems(registries, variable="k3s_registries"):
+    """List of problems with a registries.yaml dict; credentials are never shown."""
+    return _k3s.registries_problems(registries, variable)
+
+
+def k3s_stable_address_problems(address, interface, kind, enabled, agents=(), config=None):  # noqa: PLR0917
+    """List of problems with the stable node address settings (positional: the Jinja filter's arguments)."""
+    return _k3s.stable_address_problems(
+        address, interface, kind, enabled, agents=list(agents or ()), config=config or {}
+    )
+
+
 class FilterModule:
     def filters(self):
         return {
@@ -48,4 +60,6 @@ class FilterModule:
             "k3s_version_from_output": k3s_version_from_output,
             "sha256sum_entry": sha256sum_entry,
             "k3s_config_problems": k3s_config_problems,
+            "k3s_registries_problems": k3s_registries_problems,
+            "k3s_stable_address_problems": k3s_stable_address_problems,
         }

@@ -88,10 +88,16 @@ def k8s_storageclass_drift(live, wanted):
     return _k8s_yaml.storageclass_fixed_drift(live or {}, wanted or {})
 
 
+def k8s_images(objects):
+    """Every container image the objects start: {fully qualified reference: where it is named}."""
+    return _k8s_yaml.images_of(objects)
+
+
 class FilterModule:
     def filters(self):
         return {
             "k8s_documents": k8s_documents,
+            "k8s_images": k8s_images,
             "k8s_helm_owned": k8s_helm_owned,
             "k8s_release_objects": k8s_release_objects,
             "k8s_changed_by_release": k8s_changed_by_release,

@@ -157,6 +157,52 @@ CASES = [
     Case("k3s_gpu_node_label without =", {"k3s_gpu_node_label": "nvidia.com/gpu.present"}),
     Case("k3s_local_storage_path relative", {"k3s_local_storage_path": "storage"}),
     Case("k3s_ready_timeout zero", {"k3s_ready_timeout": 0}),
+    Case("k3s_stable_address not an address", {"k3s_stable_address": "172.31.254"}),
+    Case("k3s_stable_address with a prefix", {"k3s_stable_address": "172.31.254.1/24"}),
+    Case("k3s_stable_address loopback", {"k3s_stable_address": "127.0.0.5"}),
+    Case("k3s_stable_address link-local", {"k3s_stable_address": "169.254.10.1"}),
+    Case("k3s_stable_address in the service range", {"k3s_stable_address": "10.43.0.20"}),
+    Case("k3s_stable_address IPv6", {"k3s_stable_address": "fd00::1"}),
+    Case("k3s_stable_interface too long", {"k3s_stable_interface": "odin-stable-address0"}),
+    Case("k3s_stable_interface lo", {"k3s_stable_interface": "lo"}),
+    Case("k3s_stable_interface_kind unknown", {"k3s_stable_interface_kind": "tap"}),
+    Case("k3s_stable_address_enabled not a bool", {"k3s_stable_address_enabled": "sometimes"}),
+    Case(
+        "k3s_stable_address with node-ip in k3s_config",
+        {"k3s_config": {"node-ip": "192.168.1.20"}},
+        shows=["k3s_config['node-ip']", "k3s_stable_address_enabled"],
+        mentions=("k3s_stable_address_enabled",),
+    ),
+    # Registry settings may hold credentials: the value is not echoed, its type is.
+    Case(
+        "k3s_registries not a dict", {"k3s_registries": "docker.io=https://mirror.example.test"}, shows=["got a string"]
+    ),
+    Case(
+        "k3s_registries endpoint without scheme",
+        {"k3s_registries": {"mirrors": {"docker.io": {"endpoint": ["mirror.example.test"]}}}},
+        shows=["'mirror.example.test'"],
+    ),
+    Case(
+        "k3s_registries endpoint one string",
+        {"k3s_registries": {"mirrors": {"docker.io": {"endpoint": "https://mirror.example.test"}}}},
+        shows=["k3s_registries.mirrors['docker.io'].endpoint"],
+    ),
+    Case(
+        "k3s_registries unknown key",
+        {"k3s_registries": {"mirror": {"docker.io": {"endpoint": ["https://mirror.example.test"]}}}},
+        shows=["'mirror'"],
+    ),
+    Case(
+        "k3s_registries password without username",
+        {"k3s_registries": {"configs": {"registry.example.test": {"auth": {"password": SECRET}}}}},
+        shows=["k3s_registries.configs['registry.example.test'].auth"],
+        hidden=(SECRET,),
+    ),
+    Case(
+        "k3s_registries relative CA file",
+        {"k3s_registries": {"configs": {"registry.example.test": {"tls": {"ca_file": "ca.pem"}}}}},
+        shows=["'ca.pem'"],
+    ),
     Case("k3s_reset_max_backup_age_hours zero", {"k3s_reset_max_backup_age_hours": 0}),
     Case("k3s_server_url no scheme", {"k3s_server_url": "k3s.lan:6443"}),
     Case("k3s_allow_downgrade not a bool", {"k3s_allow_downgrade": "perhaps"}),

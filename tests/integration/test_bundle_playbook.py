@@ -87,8 +87,8 @@ def test_k3s_and_helm_land_verified_in_the_bundle_layout(ansible, release, tmp_p
 
 def test_artifact_that_disagrees_with_the_pinned_checksum_is_refused(ansible, release, tmp_path):
     out = tmp_path / "bundle"
-    # v1.34.2+k3s1 has checksums pinned in roles/k3s/vars/main.yml; the served test files differ.
-    res = bundle(ansible, release, out, "-e", "k3s_version=v1.34.2+k3s1", "-e", "helm_version=v9.9.9")
+    # v1.36.3+k3s1 has checksums pinned in roles/k3s/vars/main.yml; the served test files differ.
+    res = bundle(ansible, release, out, "-e", "k3s_version=v1.36.3+k3s1", "-e", "helm_version=v9.9.9")
     assert res.returncode == 2
     assert "the pinned checksum in roles/k3s/vars/main.yml is" in res.stdout
     assert not (out / "k3s" / "k3s").exists()

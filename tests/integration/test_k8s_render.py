@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 REPO = Path(__file__).resolve().parents[2]
-K8S_VERSION = "1.34.0"
+K8S_VERSION = "1.36.0"
 
 PLAYBOOK = """
 - name: Render the K3s and GPU layers' Kubernetes files

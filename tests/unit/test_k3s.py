@@ -127,3 +127,109 @@ def test_config_problems(config, expected):
     assert len(problems) == len(expected)
     for problem, start in zip(problems, expected, strict=True):
         assert problem.startswith(start), problem
+
+
+GOOD_REGISTRIES = {
+    "mirrors": {
+        "docker.io": {"endpoint": ["https://mirror.example.test:5000"], "rewrite": {"^library/(.*)": "hub/$1"}},
+        "*": {"endpoint": ["http://10.0.0.5:5000"]},
+    },
+    "configs": {
+        "mirror.example.test:5000": {
+            "auth": {"username": "odin", "password": "pw-1"},
+            "tls": {"ca_file": "/etc/ssl/mirror.pem", "cert_file": "/etc/ssl/c.pem", "key_file": "/etc/ssl/k.pem"},
+        },
+        "ghcr-mirror.example.test": {"auth": {"identity_token": "tok-1"}, "tls": {"insecure_skip_verify": True}},
+    },
+}
+
+
+@pytest.mark.parametrize("value", [{}, None, GOOD_REGISTRIES])
+def test_registries_accepts_what_k3s_reads(value):
+    assert _k3s.registries_problems(value) == []
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("docker.io", "must be a dict with 'mirrors' and/or 'configs', got a string"),
+        ({"mirror": {}}, "key 'mirror' is not one K3s reads"),
+        ({"mirrors": []}, "k3s_registries.mirrors must be a dict"),
+        ({"configs": "x"}, "k3s_registries.configs must be a dict"),
+        ({"mirrors": {"docker io": {"endpoint": ["https://m"]}}}, "'docker io' is not a registry name"),
+        ({"mirrors": {"docker.io": ["https://m"]}}, "must be a dict with 'endpoint'"),
+        ({"mirrors": {"docker.io": {"endpoints": ["https://m"]}}}, "key 'endpoints' is not one K3s reads"),
+        ({"mirrors": {"docker.io": {"endpoint": []}}}, "endpoint must be a non-empty list"),
+        ({"mirrors": {"docker.io": {"endpoint": "https://m"}}}, "endpoint must be a non-empty list"),
+        ({"mirrors": {"docker.io": {"endpoint": ["m.example.test"]}}}, "entry 'm.example.test' is not an http(s) URL"),
+        ({"mirrors": {"docker.io": {"endpoint": ["ftp://m"]}}}, "entry 'ftp://m' is not an http(s) URL"),
+        ({"mirrors": {"docker.io": {"endpoint": [" https://m"]}}}, "entry ' https://m' is not an http(s) URL"),
+        ({"mirrors": {"docker.io": {"endpoint": ["https://m"], "rewrite": {"(": "x"}}}}, "is not a regular expression"),
+        ({"mirrors": {"docker.io": {"endpoint": ["https://m"], "rewrite": ["x"]}}}, "rewrite must be a dict"),
+        ({"configs": {"reg/x": {}}}, "'reg/x' is not a registry host"),
+        ({"configs": {"r.test": {"tls": {"ca_file": "ca.pem"}}}}, "tls.ca_file 'ca.pem' is not an absolute path"),
+        ({"configs": {"r.test": {"tls": {"cert_file": "/c.pem"}}}}, "set cert_file and key_file together"),
+        ({"configs": {"r.test": {"tls": {"insecure_skip_verify": "yes"}}}}, "insecure_skip_verify is a string"),
+        ({"configs": {"r.test": {"tls": {"verify": True}}}}, "key 'verify' is not one K3s reads"),
+        ({"configs": {"r.test": {"auth": {"user": "odin"}}}}, "key 'user' is not one K3s reads"),
+        ({"configs": {"r.test": {"credentials": {}}}}, "key 'credentials' is not one K3s reads"),
+        ({"configs": {"r.test": ["x"]}}, "must be a dict with 'auth' and/or 'tls'"),
+    ],
+)
+def test_registries_refuses_each_mistake(value, expected):
+    problems = _k3s.registries_problems(value)
+    assert any(expected in p for p in problems), problems
+
+
+@pytest.mark.parametrize(
+    "auth",
+    [{"password": "S3cret-pw"}, {"username": "odin"}, {"username": "odin", "password": ""}, {"auth": 12345}],
+)
+def test_registry_credentials_never_appear_in_a_problem(auth):
+    problems = _k3s.registries_problems({"configs": {"r.test": {"auth": auth}}})
+    assert problems
+    for secret in ("S3cret-pw", "12345"):
+        assert not any(secret in p for p in problems), problems
+
+
+def test_stable_address_default_is_accepted_and_off_checks_nothing():
+    assert _k3s.stable_address_problems("172.31.254.1", "odin0", "dummy", True) == []
+    assert _k3s.stable_address_problems("172.31.254.1", "odin0", "bridge", True) == []
+    assert _k3s.stable_address_problems("not-an-address", "lo", "tap", False) == []
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (("172.31.254", "odin0", "dummy", True), "is not an IPv4 address"),
+        (("172.31.254.1/32", "odin0", "dummy", True), "is not an IPv4 address"),
+        (("fd00::1", "odin0", "dummy", True), "is not an IPv4 address"),
+        ((172, "odin0", "dummy", True), "is not an IPv4 address"),
+        (("127.0.0.5", "odin0", "dummy", True), "loopback, link-local"),
+        (("169.254.3.3", "odin0", "dummy", True), "loopback, link-local"),
+        (("0.0.0.0", "odin0", "dummy", True), "loopback, link-local"),  # noqa: S104
+        (("10.42.7.1", "odin0", "dummy", True), "lies in 10.42.0.0/16"),
+        (("10.43.0.1", "odin0", "dummy", True), "lies in 10.43.0.0/16"),
+        (("172.31.254.1", "lo", "dummy", True), "k3s_stable_interface 'lo'"),
+        (("172.31.254.1", "a-name-over-15-chars", "dummy", True), "k3s_stable_interface 'a-name-over-15-chars'"),
+        (("172.31.254.1", "", "dummy", True), "k3s_stable_interface ''"),
+        (("172.31.254.1", "odin0", "tap", True), "k3s_stable_interface_kind 'tap'"),
+        (("172.31.254.1", "odin0", "dummy", "yes"), "k3s_stable_address_enabled is a string"),
+    ],
+)
+def test_stable_address_refuses_each_mistake(args, expected):
+    problems = _k3s.stable_address_problems(*args)
+    assert any(expected in p for p in problems), problems
+
+
+def test_stable_address_follows_custom_cluster_ranges_and_flags():
+    config = {"cluster-cidr": "172.31.0.0/16", "service-cidr": "10.96.0.0/12"}
+    problems = _k3s.stable_address_problems("172.31.254.1", "odin0", "dummy", True, config=config)
+    assert any("lies in 172.31.0.0/16" in p for p in problems), problems
+    # 10.42/16 is no longer K3s's pod range with cluster-cidr set.
+    assert _k3s.stable_address_problems("10.42.0.9", "odin0", "dummy", True, config=config) == []
+    problems = _k3s.stable_address_problems(
+        "172.31.254.1", "odin0", "dummy", True, agents=["agent1"], config={"flannel-iface": "wlan0"}
+    )
+    assert any("inventory has K3s agents (agent1)" in p for p in problems)
+    assert any("k3s_config['flannel-iface'] is set" in p for p in problems)

@@ -269,3 +269,90 @@ def test_changed_by_release_groups_what_changed():
     }
     assert k8s_filters.k8s_changed_by_release(result) == {"kps": ["ConfigMap/a", "Deployment/g"]}
     assert k8s_filters.k8s_changed_by_release({"changed": False, "result": {"results": []}}) == {}
+
+
+@pytest.mark.parametrize(
+    ("ref", "expected"),
+    [
+        ("busybox", "docker.io/library/busybox:latest"),
+        ("busybox:1.38.0", "docker.io/library/busybox:1.38.0"),
+        ("grafana/grafana:13.2.0", "docker.io/grafana/grafana:13.2.0"),
+        ("quay.io/prometheus/prometheus:v3.14.0-distroless", "quay.io/prometheus/prometheus:v3.14.0-distroless"),
+        ("localhost:5000/odin/x", "localhost:5000/odin/x:latest"),
+        ("registry.local:5000/x:1", "registry.local:5000/x:1"),
+        ("ghcr.io/a/b:1@sha256:" + "a" * 64, "ghcr.io/a/b:1@sha256:" + "a" * 64),
+        ("ghcr.io/a/b@sha256:" + "a" * 64, "ghcr.io/a/b@sha256:" + "a" * 64),
+    ],
+)
+def test_image_references_are_fully_qualified(ref, expected):
+    assert _k8s_yaml.normalize_image(ref) == expected
+
+
+def test_images_found_in_every_place_a_workload_names_one():
+    text = """
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: operator}
+spec:
+  template:
+    spec:
+      initContainers:
+        - {name: init, image: "busybox:1.38.0"}
+      containers:
+        - name: operator
+          image: quay.io/prometheus-operator/prometheus-operator:v0.93.1
+          args:
+            - --prometheus-config-reloader=quay.io/prometheus-operator/prometheus-config-reloader:v0.93.1
+            - --image-pull-policy=IfNotPresent
+            - --log-level=info
+          env:
+            - {name: RELATED_IMAGE_SIDECAR, value: "nvcr.io/nvidia/sidecar:1.0"}
+            - {name: IMAGE_PULL_POLICY, value: Always}
+---
+apiVersion: batch/v1
+kind: CronJob
+metadata: {name: janitor}
+spec:
+  jobTemplate:
+    spec:
+      template:
+        spec:
+          containers: [{name: j, image: "registry.k8s.io/kubectl:v1.36.3"}]
+          ephemeralContainers: [{name: dbg, image: "ghcr.io/odin/debug:2"}]
+---
+apiVersion: monitoring.coreos.com/v1
+kind: Prometheus
+metadata: {name: k8s}
+spec: {image: "quay.io/prometheus/prometheus:v3.14.0-distroless"}
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: no-images}
+data: {image: ""}
+"""
+    images = _k8s_yaml.images_of(_k8s_yaml.load_documents(text))
+    assert images == {
+        "docker.io/library/busybox:1.38.0": "Deployment/operator.spec.template.spec.initContainers[0].image",
+        "ghcr.io/odin/debug:2": "CronJob/janitor.spec.jobTemplate.spec.template.spec.ephemeralContainers[0].image",
+        "nvcr.io/nvidia/sidecar:1.0": "Deployment/operator.spec.template.spec.containers[0].env[RELATED_IMAGE_SIDECAR]",
+        "quay.io/prometheus-operator/prometheus-config-reloader:v0.93.1": (
+            "Deployment/operator.spec.template.spec.containers[0].args"
+        ),
+        "quay.io/prometheus-operator/prometheus-operator:v0.93.1": (
+            "Deployment/operator.spec.template.spec.containers[0].image"
+        ),
+        "quay.io/prometheus/prometheus:v3.14.0-distroless": "Prometheus/k8s.spec.image",
+        "registry.k8s.io/kubectl:v1.36.3": "CronJob/janitor.spec.jobTemplate.spec.template.spec.containers[0].image",
+    }
+
+
+def test_the_same_image_named_twice_is_listed_once():
+    objects = [
+        {"kind": "Pod", "metadata": {"name": "a"}, "spec": {"containers": [{"image": "busybox"}]}},
+        {
+            "kind": "Pod",
+            "metadata": {"name": "b"},
+            "spec": {"containers": [{"image": "docker.io/library/busybox:latest"}]},
+        },
+    ]
+    assert list(_k8s_yaml.images_of(objects)) == ["docker.io/library/busybox:latest"]
