@@ -3,7 +3,7 @@
 # hosts, debootstrap for the test image, and the services and tools the integration
 # tests start (Prometheus, promtool, Alertmanager, amtool, SQLite, zstd, age), and what
 # the test control plane needs (openssl for its keys, gcc for kine's SQLite), and skopeo
-# with a local docker-registry for the offline bundle's images.
+# with a local docker-registry for the offline bundle's images, and sshd for a play over SSH.
 # A tool that is already on PATH (e.g. Docker CE on a CI runner) is left alone.
 set -euo pipefail
 
@@ -24,6 +24,7 @@ declare -A provides=(
   [gcc]=gcc
   [skopeo]=skopeo
   [docker-registry]=docker-registry
+  [sshd]=openssh-server
 )
 
 missing=()

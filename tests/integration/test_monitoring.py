@@ -83,7 +83,8 @@ def _changed(output):
 @pytest.fixture(scope="module")
 def rendered(tmp_path_factory):
     state = tmp_path_factory.mktemp("monitoring") / "state"
-    result = _render(state, f"@{FIXTURES / 'receivers.yml'}")
+    # As verbose as a user debugging would run it: no secret may show even then.
+    result = _render(state, f"@{FIXTURES / 'receivers.yml'}", options=("--diff", "-vvv"))
     assert result.returncode == 0, result.stdout + result.stderr
     return {"state": state, "dir": state / "rendered" / "monitoring", "output": result.stdout + result.stderr}
 
@@ -173,6 +174,23 @@ def test_secrets_stay_out_of_output_and_values(rendered):
             assert password not in text, path
     # They are where Alertmanager needs them, and nowhere else.
     assert SECRET_MARK in (rendered["state"] / "secrets" / "alertmanager.yaml").read_text()
+
+
+def test_changed_receiver_secrets_show_in_no_diff(rendered, tmp_path):
+    """A re-render that changes every receiver secret, at -vvv --diff: neither old nor new shows."""
+    receivers = yaml.safe_load((FIXTURES / "receivers.yml").read_text())
+    changed = json.loads(json.dumps(receivers).replace("SECRET-4711", "SECRET-0042"))
+    extra = tmp_path / "receivers.json"
+    extra.write_text(json.dumps(changed))
+    state = tmp_path / "state"
+    first = _render(state, f"@{FIXTURES / 'receivers.yml'}")
+    assert first.returncode == 0, first.stdout[-3000:]
+    result = _render(state, f"@{extra}", options=("--diff", "-vvv"))
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-3000:]
+    assert _changed(output) >= 1, "the secrets changed, so the Alertmanager configuration must be rewritten"
+    assert "SECRET-4711" not in output and "SECRET-0042" not in output
+    assert "SECRET-0042" in (state / "secrets" / "alertmanager.yaml").read_text()
 
 
 # --- alerts -----------------------------------------------------------------------
