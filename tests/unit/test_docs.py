@@ -39,6 +39,8 @@ NOT_DECLARED = {
     "odin_gpu_resolved": ("fact set by the preflight role", "roles/preflight/tasks/facts.yml"),
     "odin_secure_boot": ("fact set by the preflight role", "roles/preflight/tasks/facts.yml"),
     "k3s_version_before": ("field of the upgrade record playbooks/upgrade.yml writes", "playbooks/upgrade.yml"),
+    "odin_bundle_pull_images": ("setting of playbooks/bundle.yml, given with -e", "playbooks/bundle.yml"),
+    "odin_bundle_registries_conf": ("setting of playbooks/bundle.yml, given with -e", "playbooks/bundle.yml"),
 }
 
 _PREFIX = "|".join(PREFIXES)
