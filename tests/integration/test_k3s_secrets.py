@@ -42,8 +42,10 @@ def test_config_diff_never_shows_a_token(tmp_path):
     assert NEW in config_file.read_text()
 
 
-def test_a_token_of_the_wrong_type_is_refused_without_its_value(ansible, tmp_path):
-    result = ansible(
+def validate(ansible, tmp_path, settings):
+    """playbooks/validate.yml at -vvv with the given settings; state goes under tmp_path."""
+    extra = {**settings, "odin_gpu_resolved": False, "odin_state_dir": str(tmp_path / "state"), "ansible_become": False}
+    return ansible(
         [
             "ansible-playbook",
             str(Path("playbooks/validate.yml")),
@@ -51,16 +53,13 @@ def test_a_token_of_the_wrong_type_is_refused_without_its_value(ansible, tmp_pat
             "inventories/laptop",
             "-vvv",
             "-e",
-            json.dumps(
-                {
-                    "k3s_config": {"token": [NEW], "agent-token": {"value": OLD}},
-                    "odin_gpu_resolved": False,
-                    "odin_state_dir": str(tmp_path / "state"),
-                    "ansible_become": False,
-                }
-            ),
+            json.dumps(extra),
         ]
     )
+
+
+def test_a_token_of_the_wrong_type_is_refused_without_its_value(ansible, tmp_path):
+    result = validate(ansible, tmp_path, {"k3s_config": {"token": [NEW], "agent-token": {"value": OLD}}})
     output = result.stdout + result.stderr
     assert result.returncode != 0
     assert "k3s_config['token'] is a list (value hidden)" in output, output[-3000:]
@@ -119,27 +118,11 @@ def test_registries_rendered_private_idempotent_without_the_password_and_removed
 
 
 def test_a_bad_registry_setting_is_refused_without_the_password(ansible, tmp_path):
-    result = ansible(
-        [
-            "ansible-playbook",
-            str(Path("playbooks/validate.yml")),
-            "-i",
-            "inventories/laptop",
-            "-vvv",
-            "-e",
-            json.dumps(
-                {
-                    "k3s_registries": {
-                        "configs": {"registry.example.test": {"auth": {"password": MIRROR_PASSWORD}}},
-                        "mirrors": {"docker.io": {"endpoint": ["mirror.example.test"]}},
-                    },
-                    "odin_gpu_resolved": False,
-                    "odin_state_dir": str(tmp_path / "state"),
-                    "ansible_become": False,
-                }
-            ),
-        ]
-    )
+    registries_setting = {
+        "configs": {"registry.example.test": {"auth": {"password": MIRROR_PASSWORD}}},
+        "mirrors": {"docker.io": {"endpoint": ["mirror.example.test"]}},
+    }
+    result = validate(ansible, tmp_path, {"k3s_registries": registries_setting})
     output = result.stdout + result.stderr
     assert result.returncode != 0
     assert "k3s_registries.configs['registry.example.test'].auth: set username and password together" in output
