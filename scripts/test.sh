@@ -97,15 +97,16 @@ k8s_live() {
   return $rc
 }
 
+# The test image is needed by integration (a fresh host from git clone) and by molecule.
 run_services_prep() {
   stage host-packages scripts/host-deps.sh
   stage docker-engine scripts/start-docker.sh
+  stage test-image scripts/build-test-image.sh
 }
 
 run_molecule() {
   local scenarios=("$@") s
   [ ${#scenarios[@]} -gt 0 ] || mapfile -t scenarios < <(molecule_scenarios)
-  stage test-image scripts/build-test-image.sh
   # shellcheck disable=SC2064 # expand the list now
   trap "cleanup_containers ${scenarios[*]}" EXIT
   for s in "${scenarios[@]}"; do
