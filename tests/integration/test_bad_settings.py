@@ -5,7 +5,8 @@ connection, its own state and backup directories under tmp_path) with the case's
 settings as host variables, next to good hosts that must pass. Each case host must fail
 with a message that names the variable (and the bad value where it is printable), names no
 other setting than the ones the case is about, change nothing and leave its directories
-uncreated. Cases marked gpu run with odin_gpu_resolved true, so the host GPU layer's
+uncreated. The host's configuration, program and state directories, the checkout and the
+cases' directories are compared byte for byte before and after the run. Cases marked gpu run with odin_gpu_resolved true, so the host GPU layer's
 checks run too (they read the dpkg state, read-only).
 """
 
@@ -20,6 +21,7 @@ from pathlib import Path
 import pytest
 import yaml
 from conftest import REPO, run
+from hoststate import HOST_EXCLUDE, HOST_ROOTS, changes, snapshot
 
 ROLES = ("nvidia_driver", "nvidia_container_toolkit", "k3s", "helm", "gpu_k8s", "monitoring", "backup", "verify")
 MONITORING_DEFAULTS = yaml.safe_load((REPO / "roles" / "monitoring" / "defaults" / "main.yml").read_text())
@@ -517,6 +519,11 @@ def table(tmp_path_factory):
     for host in hosts:
         if host != "good":
             (facts / cached.name.replace("good", host)).write_bytes(cached.read_bytes())
+    # The cases' relative paths resolve against the checkout, the working directory.
+    roots = (*HOST_ROOTS, REPO, tmp)
+    exclude = (*HOST_EXCLUDE, facts, *(REPO / name for name in (".git", ".venv")))
+    skip = ("__pycache__", ".pytest_cache", ".ruff_cache")
+    before = snapshot(roots, exclude, skip)
     started = time.monotonic()
     # preflight runs only where odin_gpu_resolved is unset, which every host here sets;
     # skipping its tags spares skipping each of its tasks on each host.
@@ -529,10 +536,11 @@ def table(tmp_path_factory):
         ANSIBLE_LOAD_CALLBACK_PLUGINS="1",
     )
     seconds = time.monotonic() - started
+    altered = changes(before, snapshot(roots, exclude, skip))
     assert "{" in result.stdout, result.stdout + result.stderr
     # The json callback's document comes first; callbacks enabled in ansible.cfg may print after it.
     payload, _end = json.JSONDecoder().raw_decode(result.stdout[result.stdout.index("{") :])
-    return {"payload": payload, "tmp": tmp, "result": result, "seconds": seconds}
+    return {"payload": payload, "tmp": tmp, "result": result, "seconds": seconds, "altered": altered}
 
 
 def test_table_covers_every_role():
@@ -559,6 +567,7 @@ def test_run_changes_nothing(table):
     stats = table["payload"]["stats"]
     assert set(stats) == {case.host for case in CASES} | set(GOOD_HOSTS)
     assert sum(host["changed"] for host in stats.values()) == 0
+    assert not table["altered"], "the run changed files on the host:\n" + "\n".join(table["altered"][:50])
     print(f"validate.yml over {len(stats)} hosts took {table['seconds']:.1f} s")
 
 
