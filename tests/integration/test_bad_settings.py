@@ -6,8 +6,9 @@ settings as host variables, next to good hosts that must pass. Each case host mu
 with a message that names the variable (and the bad value where it is printable), names no
 other setting than the ones the case is about, change nothing and leave its directories
 uncreated. The host's configuration, program and state directories, the checkout and the
-cases' directories are compared byte for byte before and after the run. Cases marked gpu run with odin_gpu_resolved true, so the host GPU layer's
-checks run too (they read the dpkg state, read-only).
+cases' directories are compared byte for byte before and after the run. Cases marked gpu
+run with odin_gpu_resolved true, so the host GPU layer's checks run too (they read the
+dpkg state, read-only).
 """
 
 import copy
