@@ -111,6 +111,14 @@ options:
     description: ISO weeks for which the newest backup is kept.
     type: int
     default: 4
+  prune:
+    description:
+      - Apply retention after the backup. C(false) deletes nothing, as the safety backup taken
+        before a restore must not: it is the newest of its day, so retention would delete the
+        same day's backup being restored.
+    type: bool
+    default: true
+    version_added: "0.5.0"
   textfile_dir:
     description: node-exporter textfile collector directory for the result metrics. No metrics when omitted.
     type: path
@@ -256,6 +264,7 @@ def run_module():
             age_recipients=dict(type="list", elements="str", default=[]),
             keep_daily=dict(type="int", default=7),
             keep_weekly=dict(type="int", default=4),
+            prune=dict(type="bool", default=True),
             textfile_dir=dict(type="path"),
             zstd_level=dict(type="int", default=3),
         ),
@@ -284,7 +293,9 @@ def run_module():
     result = {"changed": False, "components": sorted(present), "missing_components": missing, "pruned": []}
 
     if module.check_mode:
-        _kept, would_delete = backup.prune(p["backup_dir"], p["keep_daily"], p["keep_weekly"], dry_run=True)
+        would_delete = []
+        if p["prune"]:
+            would_delete = backup.prune(p["backup_dir"], p["keep_daily"], p["keep_weekly"], dry_run=True)[1]
         result.update(changed=bool(present), pruned=would_delete)
         module.exit_json(**result)
 
@@ -303,7 +314,7 @@ def run_module():
         module.fail_json(msg="Backup failed, no backup was marked complete: %s" % exc, **result)
 
     # A partial run is not a backup to retention, so it pushes no complete one out.
-    pruned = backup.prune(p["backup_dir"], p["keep_daily"], p["keep_weekly"])[1]
+    pruned = backup.prune(p["backup_dir"], p["keep_daily"], p["keep_weekly"])[1] if p["prune"] else []
     result.update(
         changed=True,
         path=taken["path"],
