@@ -122,3 +122,57 @@ def mok_key_state(rc, stdout, stderr):
     if "is not enrolled" in text:
         return "not_enrolled"
     return "unknown"
+
+
+# linux-image-6.8.0-51-generic, linux-image-unsigned-6.8.0-51-generic: one kernel release each.
+_KERNEL_IMAGE = re.compile(r"^linux-image-(?:unsigned-)?([0-9][A-Za-z0-9.+~_-]*)$")
+# linux-image-generic, linux-image-generic-hwe-24.04, linux-image-oem-24.04b: the metapackages
+# that bring each new kernel of their flavour.
+_KERNEL_FLAVOUR = re.compile(r"^linux-image-([a-z][a-z0-9.+-]*)$")
+_NOT_FLAVOURS = ("unsigned", "extra", "uc")
+
+
+def _release_key(release):
+    """Sort key that orders '6.8.0-9-generic' before '6.8.0-51-generic'."""
+    return [(0, int(part), "") if part.isdigit() else (1, 0, part) for part in re.split(r"([0-9]+)", release) if part]
+
+
+def kernel_images(installed):
+    """The kernels a host can boot and the kernel flavours it follows, from its installed packages.
+
+    `installed` is {package: version} (parse_dpkg_query's first result). Returns
+    (releases, flavours): the releases of the installed linux-image-<release> packages,
+    oldest first, and the flavours of the installed linux-image-<flavour> metapackages
+    (generic, generic-hwe-24.04, oem-24.04b), sorted.
+    """
+    releases, flavours = set(), set()
+    for package in installed:
+        image = _KERNEL_IMAGE.match(package)
+        if image:
+            releases.add(image.group(1))
+            continue
+        flavour = _KERNEL_FLAVOUR.match(package)
+        if flavour and not flavour.group(1).startswith(_NOT_FLAVOURS):
+            flavours.add(flavour.group(1))
+    return sorted(releases, key=_release_key), sorted(flavours)
+
+
+def kernel_module_plan(prefix, running, installed):
+    """The prebuilt kernel module packages a host needs: one per kernel it can boot.
+
+    `prefix` names the module packages (linux-modules-nvidia-580-open-), `running` is the
+    running kernel release and `installed` {package: version}. Returns a dict:
+    kernels (every installed kernel and the running one, oldest first), packages (the
+    module package of each), missing (those not installed) and metapackages (the
+    module metapackage of each kernel flavour the host follows, which brings the module
+    package of each new kernel of that flavour).
+    """
+    releases, flavours = kernel_images(installed)
+    kernels = sorted(set(releases) | {running}, key=_release_key)
+    packages = [prefix + release for release in kernels]
+    return {
+        "kernels": kernels,
+        "packages": packages,
+        "missing": [package for package in packages if package not in installed],
+        "metapackages": [prefix + flavour for flavour in flavours],
+    }

@@ -43,6 +43,19 @@ options:
     description:
       - DER certificate checked with C(mokutil --test-key). Not checked when unset.
     type: path
+  kernel_modules_prefix:
+    description:
+      - Name prefix of prebuilt kernel module packages, one per kernel release (Ubuntu's
+        C(linux-modules-nvidia-580-open-)). When set, the installed kernels and kernel flavour
+        metapackages are read too, and RV(kernel_modules) says which module packages each
+        bootable kernel needs; their installed versions and selections join RV(installed)
+        and RV(selections).
+    type: str
+    version_added: "0.5.0"
+  dpkg_admindir:
+    description: dpkg's database directory, when it is not the host's (C(/var/lib/dpkg)).
+    type: path
+    version_added: "0.5.0"
 attributes:
   check_mode:
     support: full
@@ -111,6 +124,19 @@ mok_key:
   returned: always
   type: str
   sample: not_enrolled
+kernel_modules:
+  description:
+    - With O(kernel_modules_prefix), the prebuilt module packages of every kernel the host can
+      boot (each installed C(linux-image-<release>) and the running kernel, oldest first), those
+      not installed, and the module metapackage of each installed kernel flavour metapackage
+      (C(linux-image-generic-hwe-24.04) gives C(<prefix>generic-hwe-24.04)). Null otherwise.
+  returned: always
+  type: dict
+  sample:
+    kernels: [6.8.0-49-generic, 6.8.0-51-generic]
+    packages: [linux-modules-nvidia-580-open-6.8.0-49-generic, linux-modules-nvidia-580-open-6.8.0-51-generic]
+    missing: [linux-modules-nvidia-580-open-6.8.0-51-generic]
+    metapackages: [linux-modules-nvidia-580-open-generic-hwe-24.04]
 nvidia_smi:
   description: Path of nvidia-smi, or null when it is not installed.
   returned: always
@@ -135,12 +161,14 @@ def _read(path):
 
 
 def query_packages(module, packages):
+    """Installed versions and selections of packages (names or dpkg-query patterns)."""
     if not packages:
         return {}, {}
     dpkg_query = module.get_bin_path("dpkg-query", required=True)
+    admindir = ["--admindir", module.params["dpkg_admindir"]] if module.params["dpkg_admindir"] else []
     # dpkg-query exits 1 when some package is unknown; the known ones are still listed.
     rc, out, err = module.run_command(
-        [dpkg_query, "-W", "-f", "${Package}\\t${Version}\\t${db:Status-Abbrev}\\n", *packages],
+        [dpkg_query, *admindir, "-W", "-f", "${Package}\\t${Version}\\t${db:Status-Abbrev}\\n", *packages],
         environ_update=ENV,
     )
     if rc not in (0, 1):
@@ -178,6 +206,8 @@ def run_module():
             modules_path=dict(type="path", default="/lib/modules"),
             kernel_release=dict(type="str"),
             mok_cert=dict(type="path"),
+            kernel_modules_prefix=dict(type="str"),
+            dpkg_admindir=dict(type="path"),
         ),
         supports_check_mode=True,
     )
@@ -192,6 +222,17 @@ def run_module():
     loaded = nd.parse_proc_version(_read(params["proc_version_path"]))
     comparison = nd.compare_loaded(loaded, reference, installed.get(reference)) if reference else None
     kernel_release = params["kernel_release"] or os.uname().release
+    kernel_modules = None
+    prefix = params["kernel_modules_prefix"]
+    if prefix:
+        kernel_installed, kernel_selections = query_packages(module, ["linux-image-*", prefix + "*"])
+        kernel_modules = nd.kernel_module_plan(prefix, kernel_release, kernel_installed)
+        for package, version in kernel_installed.items():
+            if package.startswith(prefix):
+                installed[package] = version
+        for package, selection in kernel_selections.items():
+            if package.startswith(prefix):
+                selections[package] = selection
 
     module.exit_json(
         changed=False,
@@ -200,6 +241,7 @@ def run_module():
         loaded=loaded,
         comparison=comparison,
         kernel_release=kernel_release,
+        kernel_modules=kernel_modules,
         kernel_build_dir=os.path.isdir(os.path.join(params["modules_path"], kernel_release, "build")),
         container=detect_container(module),
         mok_key=mok_state(module, params["mok_cert"]),

@@ -22,10 +22,11 @@ from conftest import run
 from ansible_collections.odin.stack.plugins.module_utils import _backup as backup
 
 AGE_KEYGEN = shutil.which("age-keygen")
-TOKEN = "K10backup-Secret-Token-4c1d7e::server:9f0a"
-DRIFTED_TOKEN = "K10drifted-Secret-Token-2b8c51::server:77d3"
-CONFIG_TOKEN = "K10config-Secret-Token-a6e093"
-GRAFANA_HASH = "grafana-Admin-Hash-5b2f0c91d4"  # noqa: S105 (a marker the test searches the output for)
+# Markers the test searches the output for.
+TOKEN = "K10backup-Secret-Token-4c1d7e::server:9f0a"  # noqa: S105
+DRIFTED_TOKEN = "K10drifted-Secret-Token-2b8c51::server:77d3"  # noqa: S105
+CONFIG_TOKEN = "K10config-Secret-Token-a6e093"  # noqa: S105
+GRAFANA_HASH = "grafana-Admin-Hash-5b2f0c91d4"  # noqa: S105
 
 
 def _host(tmp_path):

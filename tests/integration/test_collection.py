@@ -80,6 +80,9 @@ def test_build_leaves_tests_and_ci_out(ansible, tmp_path):
     assert "roles/preflight/tasks/main.yml" in names
     assert "plugins/modules/host_probe.py" in names
     assert "meta/runtime.yml" in names
+    # galaxy.yml and every file header name the Apache License 2.0; the artifact carries it.
+    assert "LICENSE" in names
+    assert "Apache License" in (REPO / "LICENSE").read_text().splitlines()[1]
     for excluded in ("tests", "molecule", ".ci", ".github", "collections", ".venv", "scripts"):
         assert not any(n == excluded or n.startswith(excluded + "/") for n in names), excluded
 

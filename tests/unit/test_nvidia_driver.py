@@ -163,3 +163,54 @@ def test_roles_validate_versions_with_the_same_pattern(role):
     """The roles check version pins in Jinja before any change; their pattern is this module's."""
     role_vars = yaml.safe_load((Path(__file__).parents[2] / "roles" / role / "vars" / "main.yml").read_text())
     assert role_vars["_%s_exact_version_regex" % role] == nd.EXACT_DEBIAN_VERSION.pattern
+
+
+# Written in dpkg-query's format (Ubuntu's archive cannot be reached here): an Ubuntu 24.04
+# laptop with two HWE kernels and an OEM kernel, a removed kernel (rc) and the module
+# package of the older kernel only.
+UBUNTU_KERNELS = "dpkg-query-kernels-ubuntu-24.04.txt"
+PREFIX = "linux-modules-nvidia-580-open-"
+
+
+def test_kernel_images_lists_bootable_kernels_oldest_first_and_followed_flavours():
+    installed, _selections = nd.parse_dpkg_query(fixture(UBUNTU_KERNELS))
+    releases, flavours = nd.kernel_images(installed)
+    assert releases == ["6.8.0-49-generic", "6.8.0-51-generic", "6.11.0-1009-oem"]
+    assert flavours == ["generic-hwe-24.04", "oem-24.04b"]
+
+
+def test_kernel_module_plan_needs_a_module_for_every_bootable_kernel():
+    installed, _selections = nd.parse_dpkg_query(fixture(UBUNTU_KERNELS))
+    plan = nd.kernel_module_plan(PREFIX, "6.8.0-49-generic", installed)
+    assert plan["packages"] == [PREFIX + "6.8.0-49-generic", PREFIX + "6.8.0-51-generic", PREFIX + "6.11.0-1009-oem"]
+    # A kernel installed by an upgrade since the last run has no module yet.
+    assert plan["missing"] == [PREFIX + "6.8.0-51-generic", PREFIX + "6.11.0-1009-oem"]
+    assert plan["metapackages"] == [PREFIX + "generic-hwe-24.04", PREFIX + "oem-24.04b"]
+
+
+@pytest.mark.parametrize(
+    ("installed", "running", "kernels", "metapackages"),
+    [
+        # A container: no kernel packages, only the host's running kernel.
+        ({}, "6.8.0-1017-azure", ["6.8.0-1017-azure"], []),
+        # The running kernel's package was removed; it still needs its module until reboot.
+        (
+            {"linux-image-6.8.0-51-generic": "6.8.0-51.52"},
+            "6.8.0-49-generic",
+            ["6.8.0-49-generic", "6.8.0-51-generic"],
+            [],
+        ),
+        # Metapackages that are not kernel flavours are not followed.
+        (
+            {"linux-image-extra-virtual": "1", "linux-image-unsigned-hwe": "1", "linux-image-virtual": "1"},
+            "6.8.0-1-virtual",
+            ["6.8.0-1-virtual"],
+            [PREFIX + "virtual"],
+        ),
+    ],
+)
+def test_kernel_module_plan_cases(installed, running, kernels, metapackages):
+    plan = nd.kernel_module_plan(PREFIX, running, installed)
+    assert plan["kernels"] == kernels
+    assert plan["packages"] == [PREFIX + kernel for kernel in kernels]
+    assert plan["metapackages"] == metapackages
