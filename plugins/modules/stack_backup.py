@@ -113,9 +113,9 @@ options:
     default: 4
   prune:
     description:
-      - Apply retention after the backup. C(false) deletes nothing, as the safety backup taken
-        before a restore must not: it is the newest of its day, so retention would delete the
-        same day's backup being restored.
+      - Apply retention after the backup. With C(false) nothing is deleted. The safety backup
+        taken before a restore uses C(false), because it is the newest of its day and retention
+        would delete the backup of the same day that is about to be restored.
     type: bool
     default: true
     version_added: "0.5.0"

@@ -1,4 +1,4 @@
-"""Every filter and test plugin the collection registers has documentation ansible-doc shows."""
+"""Every module, filter and test plugin of the collection has documentation ansible-doc shows."""
 
 import importlib
 import json
@@ -34,3 +34,17 @@ def test_every_plugin_has_documentation(ansible, kind):
         assert entry["doc"].get("options", {}).get("_input"), "%s %s does not document its input" % (kind, name)
         assert entry.get("return", {}).get("_value"), "%s %s does not document what it returns" % (kind, name)
         assert entry.get("examples"), name
+
+
+def test_every_module_has_documentation_examples_and_returns(ansible):
+    names = sorted(path.stem for path in (REPO / "plugins" / "modules").glob("*.py") if path.stem != "__init__")
+    result = ansible(["ansible-doc", "-t", "module", "--json", *("odin.stack.%s" % name for name in names)])
+    assert result.returncode == 0, result.stderr
+    assert "ERROR" not in result.stderr, result.stderr
+    docs = json.loads(result.stdout)
+    for name in names:
+        entry = docs.get("odin.stack.%s" % name)
+        assert entry and entry.get("doc"), "module %s has no documentation ansible-doc can read" % name
+        assert entry["doc"].get("short_description"), name
+        assert entry.get("examples"), "module %s has no examples" % name
+        assert entry.get("return"), "module %s documents no return values" % name
