@@ -1,12 +1,12 @@
 # Copyright: ODIN maintainers
 # Apache License 2.0 (see LICENSE)
-"""Filters used by the k3s and helm roles; the logic lives in module_utils/_k3s.py."""
+"""Filters used by the k3s and helm roles; the logic lives in plugin_utils/_k3s.py."""
 
 from __future__ import annotations
 
 from ansible.errors import AnsibleFilterError
 
-from ansible_collections.odin.stack.plugins.module_utils import _k3s
+from ansible_collections.odin.stack.plugins.plugin_utils import _k3s
 
 
 def k3s_version_valid(version):

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from ansible_collections.odin.stack.plugins.module_utils import _k3s
+from ansible_collections.odin.stack.plugins.plugin_utils import _k3s
 
 FIXTURES = Path(__file__).parent / "fixtures" / "k3s"
 
