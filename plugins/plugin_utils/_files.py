@@ -18,7 +18,7 @@ def _sha1(content):
     return hashlib.sha1(content).hexdigest()  # noqa: S324 (the checksum find and copy compare files with)
 
 
-def file_differs(found, path, content, mode, owner="root", group="root"):
+def file_differs(found, path, content, mode, *, owner="root", group="root"):
     """True unless `path` is among `found` (ansible.builtin.find's files, with get_checksum)
     with the sha1 of `content`, the octal `mode` ("0600") and the owner and group given."""
     for entry in found or ():
@@ -33,7 +33,7 @@ def file_differs(found, path, content, mode, owner="root", group="root"):
     return True
 
 
-def file_drifted(found, path, mode, owner="root", group="root"):
+def file_drifted(found, path, mode, *, owner="root", group="root"):
     """True when `path` is among `found` but its mode, owner or group is not the one given;
     False when it is as given or not there at all (nothing to correct)."""
     for entry in found or ():
