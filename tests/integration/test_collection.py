@@ -117,3 +117,14 @@ def test_every_role_option_is_documented_in_the_role_readme():
             if f"`{name}`" not in text
         )
         assert not undocumented, f"{role.name}/README.md does not mention: {undocumented}"
+
+
+def test_runtime_claims_the_ansible_core_that_is_tested():
+    """meta/runtime.yml's minimum is the ansible-core series `make setup` pins and CI tests."""
+    claim = yaml.safe_load((REPO / "meta" / "runtime.yml").read_text())["requires_ansible"]
+    pinned = next(
+        line.split("==", 1)[1]
+        for line in (REPO / "requirements" / "constraints.txt").read_text().splitlines()
+        if line.startswith("ansible-core==")
+    )
+    assert claim == ">=%s.0" % ".".join(pinned.split(".")[:2]), (claim, pinned)
