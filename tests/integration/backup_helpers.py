@@ -16,6 +16,7 @@ from localnet import free_port
 from ansible_collections.odin.stack.plugins.module_utils import _backup as backup
 
 PROMETHEUS = shutil.which("prometheus")
+AGE_KEYGEN = shutil.which("age-keygen")
 PROMTOOL = shutil.which("promtool")
 TOOLS = backup.Tools(tar=shutil.which("tar"), zstd=shutil.which("zstd"), age=shutil.which("age"), promtool=PROMTOOL)
 
@@ -100,6 +101,16 @@ def make_k3s_tree(root):
         "k3s_token": str(root / "var/lib/rancher/k3s/server/token"),
         "k3s_config": str(root / "etc/rancher/k3s/config.yaml"),
     }
+
+
+def age_key(tmp_path):
+    """A new age identity under tmp_path: (identity file, public recipient, secret key line)."""
+    identity = tmp_path / "key.txt"
+    subprocess.run([AGE_KEYGEN, "-o", str(identity)], check=True, capture_output=True)
+    lines = identity.read_text().splitlines()
+    recipient = next(line.split(": ", 1)[1] for line in lines if line.startswith("# public key:"))
+    secret = next(line for line in lines if line.startswith("AGE-SECRET-KEY-"))
+    return identity, recipient, secret
 
 
 def run_module(ansible, name, args, check=False):

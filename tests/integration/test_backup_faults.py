@@ -18,13 +18,12 @@ import time
 from pathlib import Path
 
 import pytest
-from backup_helpers import TOOLS, http_json, make_k3s_tree, mounted_tmpfs, run_module
+from backup_helpers import AGE_KEYGEN, TOOLS, age_key, http_json, make_k3s_tree, mounted_tmpfs, run_module
 from conftest import REPO, run_test_playbook
 
 from ansible_collections.odin.stack.plugins.module_utils import _backup as backup
 
 AGE = shutil.which("age")
-AGE_KEYGEN = shutil.which("age-keygen")
 needs_age = pytest.mark.skipif(
     not (AGE and AGE_KEYGEN), reason="age is not installed; scripts/host-deps.sh installs it"
 )
@@ -244,7 +243,7 @@ def test_the_reset_guard_refuses_every_damaged_backup(tmp_path):
 
 @needs_age
 def test_age_filling_the_disk_leaves_no_backup_of_any_name(tmp_path):
-    _identity, recipient = age_key(tmp_path)
+    _identity, recipient, _secret = age_key(tmp_path)
     sources = make_k3s_tree(tmp_path / "host")
     # An optional Grafana database that fits on the disk once, but not a second time as age's output.
     grafana = tmp_path / "host/grafana.db"
@@ -459,15 +458,6 @@ def run_backup_program(lib, config_path, env=None):
     return proc
 
 
-def age_key(tmp_path):
-    identity = tmp_path / "key.txt"
-    subprocess.run([AGE_KEYGEN, "-o", str(identity)], check=True, capture_output=True)
-    recipient = next(
-        line.split(": ", 1)[1] for line in identity.read_text().splitlines() if line.startswith("# public key:")
-    )
-    return identity, recipient
-
-
 def entries(directory):
     return sorted(os.listdir(directory))
 
@@ -480,7 +470,7 @@ def plaintext_files(root, needle):
 @needs_age
 def test_a_killed_encryption_leaves_no_plaintext_after_the_next_run(tmp_path):
     lib = install_backup_program(tmp_path)
-    identity, recipient = age_key(tmp_path)
+    identity, recipient, _secret = age_key(tmp_path)
     sources = make_k3s_tree(tmp_path / "host")
     config_path, config = backup_config(tmp_path, sources, age_recipients=[recipient])
     marker = tmp_path / "reached"
@@ -505,7 +495,7 @@ def test_a_killed_encryption_leaves_no_plaintext_after_the_next_run(tmp_path):
 @needs_age
 def test_a_killed_encrypted_restore_leaves_no_plaintext_after_the_next_run(tmp_path):
     lib = install_backup_program(tmp_path)
-    identity, recipient = age_key(tmp_path)
+    identity, recipient, _secret = age_key(tmp_path)
     sources = make_k3s_tree(tmp_path / "host")
     config_path, config = backup_config(tmp_path, sources, age_recipients=[recipient])
     assert run_backup_program(lib, config_path).returncode == 0

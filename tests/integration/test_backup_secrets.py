@@ -9,19 +9,16 @@ the age identity.
 """
 
 import json
-import shutil
 import sqlite3
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from backup_helpers import make_k3s_tree
+from backup_helpers import AGE_KEYGEN, age_key, make_k3s_tree
 from conftest import run
 
 from ansible_collections.odin.stack.plugins.module_utils import _backup as backup
 
-AGE_KEYGEN = shutil.which("age-keygen")
 # Markers the test searches the output for.
 TOKEN = "K10backup-Secret-Token-4c1d7e::server:9f0a"  # noqa: S105
 DRIFTED_TOKEN = "K10drifted-Secret-Token-2b8c51::server:77d3"  # noqa: S105
@@ -42,19 +39,10 @@ def _host(tmp_path):
     return sources, grafana
 
 
-def _age_identity(tmp_path):
-    identity = tmp_path / "age-identity.txt"
-    subprocess.run([AGE_KEYGEN, "-o", str(identity)], check=True, capture_output=True)
-    lines = identity.read_text().splitlines()
-    recipient = next(line.split(": ", 1)[1] for line in lines if line.startswith("# public key:"))
-    secret = next(line for line in lines if line.startswith("AGE-SECRET-KEY-"))
-    return identity, recipient, secret
-
-
 @pytest.mark.skipif(sys.platform != "linux" or not AGE_KEYGEN, reason="needs Linux and age (scripts/host-deps.sh)")
 def test_backup_and_restore_runs_print_no_secret(tmp_path):
     sources, grafana = _host(tmp_path)
-    identity, recipient, age_secret = _age_identity(tmp_path)
+    identity, recipient, age_secret = age_key(tmp_path)
     key = tmp_path / "signing.key"
     backup.create_signing_key(str(key))
     secrets = [TOKEN, DRIFTED_TOKEN, CONFIG_TOKEN, GRAFANA_HASH, key.read_text().strip(), age_secret]

@@ -6,17 +6,17 @@ directory; the modules run through real `ansible` commands.
 
 import json
 import os
-import shutil
 import sqlite3
-import subprocess
 import threading
 import time
 from pathlib import Path
 
 import pytest
 from backup_helpers import (
+    AGE_KEYGEN,
     TOOLS,
     Prometheus,
+    age_key,
     make_k3s_tree,
     mounted_tmpfs,
     query,
@@ -262,14 +262,9 @@ def test_restore_refuses_a_corrupted_backup_and_changes_nothing(ansible, tmp_pat
 
 
 def test_age_encrypted_backup_restores_only_with_the_identity(tmp_path):
-    keygen = shutil.which("age-keygen")
-    if not (TOOLS.age and keygen):
+    if not (TOOLS.age and AGE_KEYGEN):
         pytest.skip("age is not installed; scripts/host-deps.sh installs it")
-    identity = tmp_path / "key.txt"
-    subprocess.run([keygen, "-o", str(identity)], check=True, capture_output=True)
-    recipient = next(
-        line.split(": ", 1)[1] for line in identity.read_text().splitlines() if line.startswith("# public key:")
-    )
+    identity, recipient, _secret = age_key(tmp_path)
     sources = make_k3s_tree(tmp_path / "host")
     volume = tmp_path / "host/volume"
     (volume / "sub").mkdir(parents=True)

@@ -2,11 +2,10 @@
 dpkg-query, over a dpkg database written the way dpkg writes one for an Ubuntu 24.04 laptop
 (a kernel update installed since the last run, an OEM kernel, a removed kernel)."""
 
-import json
 import shutil
-import sys
 
 import pytest
+from backup_helpers import run_module
 from conftest import run
 
 PREFIX = "linux-modules-nvidia-580-open-"
@@ -37,19 +36,14 @@ def _dpkg_db(root):
     return root
 
 
-def _state(tmp_path, **args):
-    argv = ["ansible", "localhost", "-c", "local", "-i", "localhost,", "-m", "odin.stack.nvidia_driver_state"]
-    argv += ["-e", "ansible_python_interpreter=%s" % sys.executable, "-a", json.dumps(args)]
-    result = run(argv, ANSIBLE_STDOUT_CALLBACK="json", ANSIBLE_LOAD_CALLBACK_PLUGINS="1")
-    payload, _end = json.JSONDecoder().raw_decode(result.stdout[result.stdout.index("{") :])
-    return payload["plays"][0]["tasks"][0]["hosts"]["localhost"]
+def _state(**args):
+    return run_module(run, "nvidia_driver_state", args)
 
 
 @pytest.mark.skipif(not shutil.which("dpkg-query"), reason="needs dpkg-query (Debian or Ubuntu)")
 def test_every_bootable_kernel_gets_its_module_package(tmp_path):
     db = _dpkg_db(tmp_path / "dpkg")
     state = _state(
-        tmp_path,
         packages=["nvidia-headless-no-dkms-580-open", "nvidia-utils-580"],
         kernel_modules_prefix=PREFIX,
         kernel_release="6.8.0-49-generic",
@@ -73,7 +67,7 @@ def test_a_host_without_kernel_packages_needs_the_running_kernels_module(tmp_pat
     db = tmp_path / "dpkg"
     (db / "updates").mkdir(parents=True)
     (db / "status").write_text("")
-    state = _state(tmp_path, kernel_modules_prefix=PREFIX, kernel_release="6.8.0-1017-azure", dpkg_admindir=str(db))
+    state = _state(kernel_modules_prefix=PREFIX, kernel_release="6.8.0-1017-azure", dpkg_admindir=str(db))
     assert not state.get("failed"), state.get("msg")
     assert state["kernel_modules"] == {
         "kernels": ["6.8.0-1017-azure"],
@@ -84,6 +78,6 @@ def test_a_host_without_kernel_packages_needs_the_running_kernels_module(tmp_pat
 
 
 def test_without_a_prefix_no_kernel_is_read(tmp_path):
-    state = _state(tmp_path, packages=[], proc_version_path=str(tmp_path / "absent"))
+    state = _state(packages=[], proc_version_path=str(tmp_path / "absent"))
     assert not state.get("failed"), state.get("msg")
     assert state["kernel_modules"] is None
