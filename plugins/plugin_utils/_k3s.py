@@ -12,8 +12,13 @@ import ipaddress
 import re
 import urllib.parse
 
+from ansible_collections.odin.stack.plugins.module_utils._artifact import (  # noqa: F401 (part of this API)
+    SHA256_RE,
+    checksum_for,
+    parse_checksum_list,
+)
+
 VERSION_RE = re.compile(r"^v(\d+)\.(\d+)\.(\d+)\+k3s(\d+)$")
-SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 CONFIG_KEY_RE = re.compile(r"^[a-z0-9][a-z0-9-]*$")
 
 # Types of the K3s configuration keys ODIN sets or users commonly set. A key not listed
@@ -126,30 +131,6 @@ def compare_versions(left, right):
     """-1, 0 or 1 as release `left` is older than, equal to or newer than `right`."""
     a, b = parse_version(left), parse_version(right)
     return (a > b) - (a < b)
-
-
-def parse_checksum_list(text):
-    """Parse sha256sum output ('<hash>  <name>' or '<hash> *<name>') into {name: hash}.
-
-    Blank lines and '#' comments are ignored; any other line that is not a checksum
-    entry raises ValueError, because a list that does not parse cannot be trusted.
-    """
-    entries = {}
-    for number, raw in enumerate((text or "").splitlines(), start=1):
-        line = raw.strip()
-        if not line or line.startswith("#"):
-            continue
-        parts = line.split(None, 1)
-        if len(parts) != 2 or not SHA256_RE.match(parts[0].lower()):
-            raise ValueError(f"line {number} is not '<sha256>  <file name>': {raw!r}")
-        name = parts[1].strip().lstrip("*")
-        entries[name] = parts[0].lower()
-    return entries
-
-
-def checksum_for(text, name):
-    """The sha256 recorded for `name` in a sha256sum list ('' when it is not listed)."""
-    return parse_checksum_list(text).get(name, "")
 
 
 def _type_ok(kind, value):

@@ -85,7 +85,7 @@ def run_bundle(plane, served, out, *extra, env=None):
     extra_vars = {
         "odin_bundle_dir": str(out),
         "helm_version": "v9.9.9",
-        "_bundle_helm_url": f"{served}/helm",
+        "odin_bundle_helm_mirror_url": f"{served}/helm",
         "monitoring_chart_repositories": repos,
         "gpu_k8s_chart_repo_url": f"{served}/charts",
     }

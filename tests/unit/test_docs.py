@@ -41,6 +41,9 @@ NOT_DECLARED = {
     "k3s_version_before": ("field of the upgrade record playbooks/upgrade.yml writes", "playbooks/upgrade.yml"),
     "odin_bundle_pull_images": ("setting of playbooks/bundle.yml, given with -e", "playbooks/bundle.yml"),
     "odin_bundle_registries_conf": ("setting of playbooks/bundle.yml, given with -e", "playbooks/bundle.yml"),
+    "odin_bundle_arch": ("setting of playbooks/bundle.yml, given with -e", "playbooks/bundle.yml"),
+    "odin_bundle_k3s_mirror_url": ("setting of playbooks/bundle.yml, given with -e", "playbooks/bundle.yml"),
+    "odin_bundle_helm_mirror_url": ("setting of playbooks/bundle.yml, given with -e", "playbooks/bundle.yml"),
 }
 
 _PREFIX = "|".join(PREFIXES)
