@@ -7,7 +7,7 @@ VENV    ?= .venv
 BIN     := $(VENV)/bin
 ACTIONLINT_VERSION ?= v1.7.7
 
-.PHONY: setup test lint unit integration k8s molecule lock clean
+.PHONY: setup test lint sanity unit integration k8s molecule lock clean
 
 setup: $(VENV)/.installed
 
@@ -28,6 +28,9 @@ test: setup
 
 lint: setup
 	scripts/test.sh lint
+
+sanity: setup
+	scripts/test.sh sanity
 
 unit: setup
 	scripts/test.sh unit

@@ -3,7 +3,8 @@
 # hosts, debootstrap for the test image, and the services and tools the integration
 # tests start (Prometheus, promtool, Alertmanager, amtool, SQLite, zstd, age), and what
 # the test control plane needs (openssl for its keys, gcc for kine's SQLite), and skopeo
-# with a local docker-registry for the offline bundle's images, and sshd for a play over SSH.
+# with a local docker-registry for the offline bundle's images, sshd for a play over SSH, and
+# ShellCheck for ansible-test sanity.
 # A tool that is already on PATH (e.g. Docker CE on a CI runner) is left alone.
 set -euo pipefail
 
@@ -25,6 +26,7 @@ declare -A provides=(
   [skopeo]=skopeo
   [docker-registry]=docker-registry
   [sshd]=openssh-server
+  [shellcheck]=shellcheck
 )
 
 missing=()

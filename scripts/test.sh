@@ -2,10 +2,10 @@
 # The project's test command (`make test` runs `scripts/test.sh all`).
 # Runs every stage even when one fails, then prints a timing summary and exits
 # non-zero if any stage failed.
-#   scripts/test.sh all | lint | unit | integration | k8s | molecule [scenario...]
+#   scripts/test.sh all | lint | sanity | unit | integration | k8s | molecule [scenario...]
 set -uo pipefail
 
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/.." || exit
 root=$(pwd)
 export PATH="$root/.venv/bin:$PATH"
 export ANSIBLE_CONFIG="$root/ansible.cfg"
@@ -62,6 +62,7 @@ run_lint() {
   stage syntax-check syntax_check
   stage ruff sh -c 'ruff check . && ruff format --check .'
   stage actionlint actionlint
+  stage sanity scripts/sanity.sh
 }
 
 syntax_check() {
@@ -127,6 +128,7 @@ case "$target" in
     run_molecule
     ;;
   lint) run_lint ;;
+  sanity) stage sanity scripts/sanity.sh ;;
   k8s)
     stage host-packages scripts/host-deps.sh
     run_k8s_live

@@ -1,11 +1,12 @@
 # Copyright: ODIN maintainers
 # Apache License 2.0 (see LICENSE)
-"""Filters used by the k3s and helm roles; the logic lives in plugin_utils/_k3s.py."""
+"""Filters used by the k3s and helm roles; the logic lives in plugin_utils/_k3s.py and module_utils/_artifact.py."""
 
 from __future__ import annotations
 
 from ansible.errors import AnsibleFilterError
 
+from ansible_collections.odin.stack.plugins.module_utils import _artifact
 from ansible_collections.odin.stack.plugins.plugin_utils import _k3s
 
 
@@ -30,7 +31,7 @@ def k3s_version_from_output(output):
 def sha256sum_entry(text, name):
     """The sha256 listed for file `name` in sha256sum-format text ('' when not listed)."""
     try:
-        return _k3s.checksum_for(text, name)
+        return _artifact.checksum_for(text, name)
     except ValueError as exc:
         raise AnsibleFilterError(f"checksum list does not parse: {exc}") from exc
 

@@ -875,8 +875,8 @@ def retention(backups, keep_daily, keep_weekly):
             weeks.append(week)
             if len(weeks) <= keep_weekly:
                 keep.add(name)
-    kept = [n for n, _ in backups if n in keep]
-    deleted = [n for n, _ in backups if n not in keep]
+    kept = [name for name, _stamp in backups if name in keep]
+    deleted = [name for name, _stamp in backups if name not in keep]
     return kept, deleted
 
 
@@ -1153,7 +1153,7 @@ def trusted_backup(backup_dir, *, backup="latest", required=CLUSTER_COMPONENTS, 
     """
     now = now or utcnow()
     if backup in (None, "", "latest"):
-        candidates = [os.path.join(backup_dir, name) for name, _ in list_backups(backup_dir)]
+        candidates = [os.path.join(backup_dir, name) for name, _stamp in list_backups(backup_dir)]
     else:
         candidates = [resolve_backup(backup_dir, backup)]
     rejected = []
@@ -1185,7 +1185,7 @@ def trusted_backup(backup_dir, *, backup="latest", required=CLUSTER_COMPONENTS, 
 def select_components(manifest, wanted):
     available = [c["name"] for c in manifest["components"]]
     if not wanted:
-        return [c for c in manifest["components"]]
+        return list(manifest["components"])
     unknown = [w for w in wanted if w not in available]
     if unknown:
         raise BackupError(

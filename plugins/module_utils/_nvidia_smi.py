@@ -86,7 +86,7 @@ _BUS_ID = re.compile(r"(?<![0-9a-fA-F:])([0-9a-fA-F]{4,8}:[0-9a-fA-F]{2}:[0-9a-f
 
 
 def _bus_key(bus_id):
-    domain, _, rest = bus_id.partition(":")
+    domain, _sep, rest = bus_id.partition(":")
     return int(domain, 16), rest.lower()
 
 

@@ -74,16 +74,18 @@ options:
     default: 60
 attributes:
   check_mode:
+    description: Whether the module can run with C(--check) and report what it would change without changing it.
     support: full
     details: The checksum list is read (read-only) to verify the pins; nothing is downloaded or written.
   diff_mode:
+    description: Whether the module returns a diff of what it changed with C(--diff).
     support: none
 notes:
   - Failures carry C(reason), one of C(unreachable), C(unparsable), C(refused) (the list disagrees
     with the pins or lacks a file, or a download did not match), C(bad_input) or C(write), and
     C(problems), one entry per file, so that a role can say which setting to change.
 author:
-  - ODIN maintainers
+  - ODIN maintainers (@odin-stack)
 """
 
 EXAMPLES = r"""

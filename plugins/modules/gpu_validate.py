@@ -102,15 +102,17 @@ options:
     default: 180
 attributes:
   check_mode:
+    description: Whether the module can run with C(--check) and report what it would change without changing it.
     support: full
     details: The cluster check's pod is not created in check mode; every read-only check runs.
   diff_mode:
+    description: Whether the module returns a diff of what it changed with C(--diff).
     support: none
 requirements:
   - nvidia-smi on the host
   - the kubernetes Python package for I(check_cluster)
 author:
-  - ODIN maintainers
+  - ODIN maintainers (@odin-stack)
 """
 
 EXAMPLES = r"""

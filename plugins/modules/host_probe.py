@@ -42,11 +42,13 @@ options:
     default: []
 attributes:
   check_mode:
+    description: Whether the module can run with C(--check) and report what it would change without changing it.
     support: full
   diff_mode:
+    description: Whether the module returns a diff of what it changed with C(--diff).
     support: none
 author:
-  - ODIN maintainers
+  - ODIN maintainers (@odin-stack)
 """
 
 EXAMPLES = r"""

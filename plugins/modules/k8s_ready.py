@@ -43,13 +43,15 @@ extends_documentation_fragment:
   - kubernetes.core.k8s_auth_options
 attributes:
   check_mode:
+    description: Whether the module can run with C(--check) and report what it would change without changing it.
     support: full
   diff_mode:
+    description: Whether the module returns a diff of what it changed with C(--diff).
     support: none
 requirements:
   - kubernetes >= 24.2.0
 author:
-  - ODIN maintainers
+  - ODIN maintainers (@odin-stack)
 """
 
 EXAMPLES = r"""
@@ -114,7 +116,7 @@ def _list(client, api_version, kind, namespace):
 
 
 def _snapshot(client, namespace, wanted):
-    lists = {kind: _list(client, _API[kind], kind, namespace) for kind in {kind for kind, _ in wanted}}
+    lists = {kind: _list(client, _API[kind], kind, namespace) for kind in {kind for kind, _name in wanted}}
     found = []
     missing = []
     for kind, name in wanted:

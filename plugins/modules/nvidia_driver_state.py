@@ -58,11 +58,13 @@ options:
     version_added: "0.5.0"
 attributes:
   check_mode:
+    description: Whether the module can run with C(--check) and report what it would change without changing it.
     support: full
   diff_mode:
+    description: Whether the module returns a diff of what it changed with C(--diff).
     support: none
 author:
-  - ODIN maintainers
+  - ODIN maintainers (@odin-stack)
 """
 
 EXAMPLES = r"""

@@ -128,14 +128,16 @@ options:
     default: 3
 attributes:
   check_mode:
+    description: Whether the module can run with C(--check) and report what it would change without changing it.
     support: full
     details: Reports which components would be backed up, which are missing, and which backups retention would delete.
   diff_mode:
+    description: Whether the module returns a diff of what it changed with C(--diff).
     support: none
 requirements:
   - tar and zstd on the host (for Prometheus and volumes), age when encrypting
 author:
-  - ODIN maintainers
+  - ODIN maintainers (@odin-stack)
 """
 
 EXAMPLES = r"""

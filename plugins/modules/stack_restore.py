@@ -124,14 +124,16 @@ options:
     default: k3s
 attributes:
   check_mode:
+    description: Whether the module can run with C(--check) and report what it would change without changing it.
     support: full
     details: Verifies the backup and returns the plan; nothing is written, not even in drill mode.
   diff_mode:
+    description: Whether the module returns a diff of what it changed with C(--diff).
     support: none
 requirements:
   - tar and zstd for archives, age for encrypted backups, promtool for a drill of Prometheus data
 author:
-  - ODIN maintainers
+  - ODIN maintainers (@odin-stack)
 """
 
 EXAMPLES = r"""

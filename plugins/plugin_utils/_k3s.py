@@ -12,11 +12,6 @@ import ipaddress
 import re
 import urllib.parse
 
-from ansible_collections.odin.stack.plugins.module_utils._artifact import (  # noqa: F401 (part of this API)
-    SHA256_RE,
-    checksum_for,
-    parse_checksum_list,
-)
 
 VERSION_RE = re.compile(r"^v(\d+)\.(\d+)\.(\d+)\+k3s(\d+)$")
 CONFIG_KEY_RE = re.compile(r"^[a-z0-9][a-z0-9-]*$")

@@ -97,7 +97,7 @@ _IMAGE_REF_RE = re.compile(
 
 def normalize_image(ref):
     """The fully qualified form containerd pulls: docker.io/library/busybox:latest for busybox."""
-    name, _, digest = ref.partition("@")
+    name, _sep, digest = ref.partition("@")
     last = name.rsplit("/", 1)[-1]
     tag = ""
     if ":" in last:

@@ -83,8 +83,23 @@ def test_build_leaves_tests_and_ci_out(ansible, tmp_path):
     # galaxy.yml and every file header name the Apache License 2.0; the artifact carries it.
     assert "LICENSE" in names
     assert "Apache License" in (REPO / "LICENSE").read_text().splitlines()[1]
-    for excluded in ("tests", "molecule", ".ci", ".github", "collections", ".venv", "scripts"):
+    for excluded in (
+        "tests/unit",
+        "tests/integration",
+        "tests/k8s",
+        "tests/charts",
+        "tests/controlplane",
+        "molecule",
+        ".ci",
+        ".github",
+        "collections",
+        ".venv",
+        "scripts",
+        "benchmarks",
+    ):
         assert not any(n == excluded or n.startswith(excluded + "/") for n in names), excluded
+    # Only ansible-test's ignore file ships from tests/.
+    assert [n for n in names if n.startswith("tests/") and not n.endswith("/")] == ["tests/sanity/ignore-2.19.txt"]
 
 
 def test_every_role_has_argument_specs_matching_defaults():

@@ -4,6 +4,7 @@ from pathlib import Path
 
 import pytest
 
+from ansible_collections.odin.stack.plugins.module_utils import _artifact
 from ansible_collections.odin.stack.plugins.plugin_utils import _k3s
 
 FIXTURES = Path(__file__).parent / "fixtures" / "k3s"
@@ -78,12 +79,12 @@ def test_version_from_no_output():
     ],
 )
 def test_checksum_for(fixture, name, expected):
-    assert _k3s.checksum_for((FIXTURES / fixture).read_text(), name) == expected
+    assert _artifact.checksum_for((FIXTURES / fixture).read_text(), name) == expected
 
 
 def test_garbled_checksum_list_is_refused():
     with pytest.raises(ValueError, match="line 2"):
-        _k3s.parse_checksum_list((FIXTURES / "sha256sum-garbled.txt").read_text())
+        _artifact.parse_checksum_list((FIXTURES / "sha256sum-garbled.txt").read_text())
 
 
 @pytest.mark.parametrize(
