@@ -1,6 +1,7 @@
 """The checkout works as the odin.stack collection, both in place and as a built artifact."""
 
 import json
+import re
 import tarfile
 from pathlib import Path
 
@@ -99,7 +100,7 @@ def test_build_leaves_tests_and_ci_out(ansible, tmp_path):
     ):
         assert not any(n == excluded or n.startswith(excluded + "/") for n in names), excluded
     # Only ansible-test's ignore file ships from tests/.
-    assert [n for n in names if n.startswith("tests/") and not n.endswith("/")] == ["tests/sanity/ignore-2.19.txt"]
+    assert [n for n in names if n.startswith("tests/")] == ["tests/sanity", "tests/sanity/ignore-2.19.txt"]
 
 
 def test_every_role_has_argument_specs_matching_defaults():
@@ -143,3 +144,19 @@ def test_runtime_claims_the_ansible_core_that_is_tested():
         if line.startswith("ansible-core==")
     )
     assert claim == ">=%s.0" % ".".join(pinned.split(".")[:2]), (claim, pinned)
+
+
+def test_workflow_actions_are_pinned_by_commit():
+    """A tag can be moved to other code; a commit cannot. The comment names the release it is."""
+    uses = []
+    for workflow in sorted((REPO / ".github/workflows").glob("*.yml")):
+        for number, line in enumerate(workflow.read_text().splitlines(), start=1):
+            if line.strip().startswith(("uses:", "- uses:")):
+                uses.append((f"{workflow.name}:{number}", line.split("uses:", 1)[1].strip()))
+    assert uses, "no workflow uses an action"
+    loose = [
+        (where, ref)
+        for where, ref in uses
+        if not re.fullmatch(r"[\w.-]+/[\w.-]+@[0-9a-f]{40} # v\d+\.\d+\.\d+", ref) and not ref.startswith("./")
+    ]
+    assert not loose, f"actions not pinned to a commit with its version: {loose}"
