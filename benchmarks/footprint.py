@@ -17,7 +17,6 @@ left out: they do not run alongside the others.
 import argparse
 import json
 import os
-import re
 import subprocess
 import sys
 import tempfile
@@ -26,6 +25,10 @@ from pathlib import Path
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
+# The collection's own quantity parser, the one the monitoring role checks settings with.
+sys.path.insert(0, str(REPO / "collections"))
+from ansible_collections.odin.stack.plugins.module_utils import _settings  # noqa: E402
+
 BUDGET = {"cpu": 1.5, "memory": 2 * 1024**3}
 
 # component, values file, path to its resources, containers using them, GPU only
@@ -102,18 +105,13 @@ CHART_DEFAULTS = {
     ],
 }
 
-_SUFFIX = {
-    "": 1, "m": 1e-3, "k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12,
-    "Ki": 1024, "Mi": 1024**2, "Gi": 1024**3, "Ti": 1024**4,
-}  # fmt: skip
-
 
 def quantity(value):
     """A Kubernetes quantity ("100m", "1", "512Mi", "1.5Gi") as a float (cores or bytes)."""
-    match = re.fullmatch(r"([0-9]+(?:\.[0-9]+)?)(m|k|M|G|T|Ki|Mi|Gi|Ti)?", str(value).strip())
-    if not match:
+    number = _settings.quantity(value)
+    if number is None:
         raise ValueError(f"not a Kubernetes quantity: {value!r}")
-    return float(match.group(1)) * _SUFFIX[match.group(2) or ""]
+    return number
 
 
 def dig(data, dotted):

@@ -17,9 +17,21 @@ def prometheus_duration_seconds(value):
     return _settings.duration_seconds(value)
 
 
+def k8s_quantity(value):
+    """A Kubernetes quantity as a number (cores or bytes); none when the value is not one."""
+    return _settings.quantity(value)
+
+
+def prometheus_byte_size(value):
+    """Bytes in a Prometheus byte size (8GiB, 512MB); none when the value is not one."""
+    return _settings.byte_size(value)
+
+
 class FilterModule:
     def filters(self):
         return {
             "path_problems": path_problems,
             "prometheus_duration_seconds": prometheus_duration_seconds,
+            "k8s_quantity": k8s_quantity,
+            "prometheus_byte_size": prometheus_byte_size,
         }

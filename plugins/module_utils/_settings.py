@@ -96,3 +96,47 @@ def duration_seconds(value):
 def is_alertmanager_matcher(value):
     """True for one Alertmanager matcher such as severity="critical" or alertname=~"Gpu.*"."""
     return isinstance(value, str) and MATCHER_RE.fullmatch(value) is not None
+
+
+# Kubernetes quantities as the roles accept them (the suffixes resource requests and volume
+# sizes use): decimal k, M, G, T, P, E, binary Ki ... Ei, and m for thousandths.
+QUANTITY_RE = re.compile(r"([0-9]+(?:\.[0-9]+)?)(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?")
+_QUANTITY_FACTOR = {
+    "": 1,
+    "m": 1e-3,
+    "k": 1e3,
+    "M": 1e6,
+    "G": 1e9,
+    "T": 1e12,
+    "P": 1e15,
+    "E": 1e18,
+    "Ki": 2**10,
+    "Mi": 2**20,
+    "Gi": 2**30,
+    "Ti": 2**40,
+    "Pi": 2**50,
+    "Ei": 2**60,
+}
+# Prometheus's --storage.tsdb.retention.size: B with a base-2 prefix, KB and KiB alike.
+BYTE_SIZE_RE = re.compile(r"([0-9]*\.?[0-9]+)(?:([KMGTPE])i?)?B")
+_BYTE_PREFIX = {"": 1, "K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40, "P": 2**50, "E": 2**60}
+
+
+def quantity(value):
+    """A Kubernetes quantity ("100m", "1", "512Mi", "10Gi") as a float (cores or bytes); None when it is not one."""
+    match = QUANTITY_RE.fullmatch(str(value).strip()) if isinstance(value, (str, int, float)) else None
+    if not match or isinstance(value, bool):
+        return None
+    return float(match.group(1)) * _QUANTITY_FACTOR[match.group(2) or ""]
+
+
+def byte_size(value):
+    """Bytes in a Prometheus byte size ("8GiB", "512MB", "0"); None when it is not one."""
+    if not isinstance(value, str):
+        return None
+    if value == "0":
+        return 0
+    match = BYTE_SIZE_RE.fullmatch(value)
+    if not match:
+        return None
+    return int(float(match.group(1)) * _BYTE_PREFIX[match.group(2) or ""])

@@ -140,3 +140,48 @@ def test_alertmanager_matcher(matcher):
 )
 def test_not_alertmanager_matcher(matcher):
     assert not _settings.is_alertmanager_matcher(matcher)
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("1", 1.0),
+        ("100m", 0.1),
+        ("1.5", 1.5),
+        ("512Mi", 512 * 2**20),
+        ("10Gi", 10 * 2**30),
+        ("10G", 10e9),
+        ("2k", 2000.0),
+        ("1Ei", 2.0**60),
+        (3, 3.0),
+        (" 20Gi ", 20 * 2**30),
+    ],
+)
+def test_quantity(value, expected):
+    assert _settings.quantity(value) == expected
+
+
+@pytest.mark.parametrize("value", ["", "Gi", "10gi", "10 Gi", "-1", "10GB", "1e3", "ten", None, True, [], "0x10"])
+def test_not_a_quantity(value):
+    assert _settings.quantity(value) is None
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("0", 0),
+        ("8GiB", 8 * 2**30),
+        ("8GB", 8 * 2**30),
+        ("512MB", 512 * 2**20),
+        ("1.5KB", 1536),
+        ("100B", 100),
+        (".5TB", 2**39),
+    ],
+)
+def test_byte_size(value, expected):
+    assert _settings.byte_size(value) == expected
+
+
+@pytest.mark.parametrize("value", ["", "8G", "8Gi", "8 GB", "GB", "-1GB", "8gb", "1XB", None, 8])
+def test_not_a_byte_size(value):
+    assert _settings.byte_size(value) is None
