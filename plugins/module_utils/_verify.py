@@ -2,16 +2,18 @@
 # Apache License 2.0 (see LICENSE)
 """Success gates behind odin.stack.stack_verify: evaluate API responses, build and render the report.
 
-Plain Python with no Ansible imports. Every evaluator takes what an API or a command
-returned (already decoded from JSON where the API speaks JSON) and gives one check
-result: a dict with the check id, its status (pass, fail or skip), the measured value,
-what was expected and a detail line an operator can act on.
+Plain Python with no Ansible imports. Every evaluator takes what an API, a command or a
+kubernetes.core module returned (already decoded from JSON where the API speaks JSON)
+and gives one check result: a dict with the check id, its status (pass, fail or skip),
+the measured value, what was expected and a detail line an operator can act on.
 """
 
 from __future__ import annotations
 
+import calendar
 import json
 import re
+from urllib import parse as urlparse
 
 PASS = "pass"  # noqa: S105 (a check status, not a password)
 FAIL = "fail"
@@ -112,8 +114,59 @@ def _condition(obj, kind):
     return None
 
 
+def k8s_error(msg):
+    """A kubernetes.core failure message on one line, with the API's own message instead of its headers.
+
+    An API error reads "<what failed>: (500) Reason: ... HTTP response headers: {...}
+    HTTP response body: {json}", sometimes followed by a traceback; the body's "message"
+    says what went wrong.
+    """
+    text = str(msg or "")
+    head, _sep, rest = text.partition("HTTP response headers:")
+    _headers, found, body = rest.partition("HTTP response body:")
+    if found:
+        try:
+            status, _end = json.JSONDecoder().raw_decode(body.strip())
+            message = status.get("message")
+        except (ValueError, AttributeError):
+            message = None
+        if message:
+            text = "%s %s" % (head, message)
+    return " ".join(text.split())
+
+
+def k8s_items(read, what, missing):
+    """The objects of a registered kubernetes.core.k8s_info result, as a {"items": [...]} list.
+
+    read: the result (None or skipped when the role did not read `what`).
+    missing: why it was not read, used when it was not. A failed read (its result has no
+    resources, only the module's msg) raises RuntimeError saying what failed.
+    """
+    if not read or read.get("skipped"):
+        raise RuntimeError(missing)
+    if read.get("resources") is None or read.get("api_found") is False:
+        raise RuntimeError(
+            "Reading the %s failed: %s" % (what, k8s_error(read.get("msg") or "no resources returned")[:300])
+        )
+    return {"items": list(read["resources"])}
+
+
+def pod_ready(pod):
+    """Whether a pod object has condition Ready=True."""
+    cond = _condition(pod or {}, "Ready")
+    return bool(cond and cond.get("status") == "True")
+
+
+def k8s_timestamp(value):
+    """Seconds since the epoch of a Kubernetes timestamp (2026-12-02T10:00:00Z), or None."""
+    match = re.match(r"^(\d{4})-(\d\d)-(\d\d)T(\d\d):(\d\d):(\d\d)(?:\.\d+)?Z$", value or "")
+    if not match:
+        return None
+    return calendar.timegm(tuple(int(g) for g in match.groups()) + (0, 0, 0))
+
+
 def eval_nodes(node_list):
-    """`kubectl get nodes -o json`: every node has condition Ready=True."""
+    """Node objects ({"items": [...]}, see k8s_items): every node has condition Ready=True."""
     nodes = node_list.get("items") or []
     if not nodes:
         return result(
@@ -136,7 +189,7 @@ def eval_nodes(node_list):
     return result("node_ready", PASS, measured, "all Ready", ", ".join(n["metadata"]["name"] for n in nodes))
 
 
-def _pod_problem(pod):
+def pod_problem(pod):
     """Why a pod is unhealthy, or None when it is Running and ready or has Succeeded."""
     status = pod.get("status") or {}
     phase = status.get("phase", "Unknown")
@@ -162,7 +215,7 @@ def _owned_by_job(pod):
 
 
 def eval_system_pods(pod_list, namespaces):
-    """`kubectl get pods -A -o json`: pods in the system namespaces run and are ready.
+    """Pod objects of every namespace: pods in the system namespaces run and are ready.
 
     A failed pod of a Job is not counted: Jobs (the K3s Helm installers) retry with a
     new pod, and the Job's last pod decides.
@@ -178,7 +231,7 @@ def eval_system_pods(pod_list, namespaces):
         )
     bad, ignored = [], 0
     for pod in pods:
-        problem = _pod_problem(pod)
+        problem = pod_problem(pod)
         if problem is None:
             continue
         if _owned_by_job(pod) and (pod.get("status") or {}).get("phase") == "Failed":
@@ -245,8 +298,12 @@ def eval_gpu_allocatable(gpu_resolved, node_list, resource="nvidia.com/gpu"):
     return result("gpu_allocatable", PASS, measured, ">= 1", ", ".join(per_node))
 
 
-def eval_pvc(pvc, pod_ready, log_text, token, storage_class):
-    """The test PVC is Bound and the pod read back the token it wrote to it."""
+def eval_pvc(pvc, pod_ready, log_text, token, storage_class, *, log_error=None, pod_error=None):
+    """The test PVC is Bound and the pod read back the token it wrote to it.
+
+    log_error: why the pod's log could not be read (the log is then not searched).
+    pod_error: why the pod is not ready, when it is not.
+    """
     phase = ((pvc or {}).get("status") or {}).get("phase", "absent")
     expected = "Bound on %s, token read back" % storage_class
     if phase != "Bound":
@@ -263,7 +320,15 @@ def eval_pvc(pvc, pod_ready, log_text, token, storage_class):
             FAIL,
             "PVC Bound, pod not ready",
             expected,
-            "The test pod did not start with the volume mounted.",
+            "The test pod did not start with the volume mounted" + (": %s" % pod_error if pod_error else "."),
+        )
+    if log_error:
+        return result(
+            "storage_pvc",
+            FAIL,
+            "PVC Bound, log not read",
+            expected,
+            "The test pod's log could not be read: %s" % k8s_error(log_error)[:300],
         )
     if ("read: %s" % token) not in (log_text or ""):
         return result(
@@ -352,7 +417,7 @@ def parse_proc_net_tcp(text, ipv6=False):
         fields = line.split()
         if len(fields) < 4 or fields[3] != "0A":
             continue
-        addr_hex, _, port_hex = fields[1].partition(":")
+        addr_hex, _colon, port_hex = fields[1].partition(":")
         try:
             addr = _hex_to_ipv6(addr_hex) if ipv6 else _hex_to_ipv4(addr_hex)
             found.append((addr, int(port_hex, 16)))
@@ -484,7 +549,7 @@ def eval_data_age(query_response, min_hours):
             expected,
             "prometheus_tsdb_lowest_timestamp_seconds is missing: Prometheus does not scrape itself.",
         )
-    age = max(value for _, value in samples)
+    age = max(value for _labels, value in samples)
     measured = _fmt_duration(age)
     if age < min_hours * 3600:
         return result(
@@ -704,61 +769,22 @@ def eval_notification(delta, waited_seconds, error=None):
     return result("alert_notification", PASS, measured, expected, per)
 
 
-# ---------------------------------------------------------------- test workload
+# ---------------------------------------------------------------- URLs and Loki queries
 
 
-def test_pod_manifests(namespace, pod_name, image, token, *, marker, storage_class=None):
-    """Namespace, optional PVC and the pod that writes/reads the token and logs the marker.
+def api_url(base, path, **query):
+    """base URL + path + the query string (values URL-encoded); None when base is not http(s)."""
+    if urlparse.urlsplit(base).scheme not in ("http", "https"):
+        return None
+    url = base.rstrip("/") + path
+    if query:
+        url += "?" + urlparse.urlencode(query)
+    return url
 
-    The pod keeps running (sleep) so its log stays on the node until the log collector
-    has shipped it; the caller deletes the namespace afterwards.
-    """
-    labels = {"app.kubernetes.io/name": "odin-verify", "app.kubernetes.io/managed-by": "odin.stack"}
-    items = [{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace, "labels": labels}}]
-    volumes, mounts = [], []
-    if storage_class:
-        items.append(
-            {
-                "apiVersion": "v1",
-                "kind": "PersistentVolumeClaim",
-                "metadata": {"name": pod_name, "namespace": namespace, "labels": labels},
-                "spec": {
-                    "accessModes": ["ReadWriteOnce"],
-                    "storageClassName": storage_class,
-                    "resources": {"requests": {"storage": "16Mi"}},
-                },
-            }
-        )
-        volumes = [{"name": "data", "persistentVolumeClaim": {"claimName": pod_name}}]
-        mounts = [{"name": "data", "mountPath": "/data"}]
-    script = (
-        'if [ -d /data ]; then echo "$TOKEN" > /data/token && echo "read: $(cat /data/token)"; fi; '
-        'echo "$MARKER"; exec sleep 600'
-    )
-    items.append(
-        {
-            "apiVersion": "v1",
-            "kind": "Pod",
-            "metadata": {"name": pod_name, "namespace": namespace, "labels": labels},
-            "spec": {
-                "restartPolicy": "Never",
-                "terminationGracePeriodSeconds": 1,
-                "automountServiceAccountToken": False,
-                "containers": [
-                    {
-                        "name": "verify",
-                        "image": image,
-                        "command": ["sh", "-c", script],
-                        "env": [{"name": "TOKEN", "value": token}, {"name": "MARKER", "value": marker}],
-                        "volumeMounts": mounts,
-                        "resources": {"requests": {"cpu": "10m", "memory": "16Mi"}, "limits": {"memory": "32Mi"}},
-                    }
-                ],
-                "volumes": volumes,
-            },
-        }
-    )
-    return {"apiVersion": "v1", "kind": "List", "items": items}
+
+def url_segment(value):
+    """One path segment, quoted (a Grafana dashboard uid)."""
+    return urlparse.quote(str(value), safe="")
 
 
 def loki_marker_query(label, namespace, marker):

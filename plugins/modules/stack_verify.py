@@ -7,32 +7,39 @@ from __future__ import annotations
 DOCUMENTATION = r"""
 ---
 module: stack_verify
-short_description: Measure ODIN's success gates against the live stack and write a report
+short_description: Measure ODIN's success gates against the live stack and return the report
 version_added: "0.1.0"
 description:
-  - Checks each criterion of the four success gates and returns pass, fail or skip with the measured value.
-  - C(gate1) cluster, GPU and storage. Every node Ready; pods in O(system_namespaces) running and ready;
-    the GPU visible on the host (from the result of M(odin.stack.gpu_validate) passed in O(gpu_result));
-    C(nvidia.com/gpu) allocatable on a node; a PVC on O(storage_class) provisioned, written and read back
-    by a test pod, then removed.
+  - Checks each criterion of the four success gates and returns pass, fail or skip with the measured value,
+    and the report as a document and as Markdown. It only measures; it writes no file and creates nothing in
+    the cluster (the one test alert it posts to Alertmanager is resolved before it returns). The role
+    C(odin.stack.verify) reads the cluster, runs the test pod, passes what it found in and writes the report.
+  - C(gate1) cluster, GPU and storage. Every node Ready (O(nodes)); pods in O(system_namespaces) running and
+    ready (O(pods)); the GPU visible on the host (from the result of M(odin.stack.gpu_validate) passed in
+    O(gpu_result)); C(nvidia.com/gpu) allocatable on a node; a PVC on O(storage_class) provisioned, written
+    and read back by the test pod (O(test_pod)).
   - C(gate2) metrics and dashboards. Every active Prometheus target up; each Grafana dashboard fetched
     through Grafana's API in less than O(dashboard_max_seconds); O(gpu_metric) present; the age of the
     oldest sample in Prometheus at least O(min_data_age_hours).
-  - C(gate3) logs and alerts. A Loki query returning lines from the last O(loki_window_seconds); a marker
+  - C(gate3) logs and alerts. A Loki query returning lines from the last O(loki_window_seconds); the marker
     line logged by the test pod found in Loki within O(ingestion_max_seconds) (the measured delay is the
-    time from the line's timestamp to the first query that returns it); the O(watchdog_alertname) alert
-    active in Alertmanager; a test alert posted to Alertmanager and delivered by the configured receiver
-    (measured from Alertmanager's C(alertmanager_notification_requests_total) and
-    C(alertmanager_notification_requests_failed_total) counters), then resolved.
+    time from the line's timestamp to the first query that returns it; Loki is polled first, as soon as
+    the module starts); the O(watchdog_alertname) alert active in Alertmanager; a test alert posted to
+    Alertmanager and delivered by the configured receiver (measured from Alertmanager's
+    C(alertmanager_notification_requests_total) and C(alertmanager_notification_requests_failed_total)
+    counters), then resolved.
   - C(gate4) security. The kubeconfig has no group or other permission bits; Grafana rejects
     C(admin)/C(admin); nothing listens beyond loopback on O(exposure_ports) and no NodePort or
-    LoadBalancer service exists (skipped when O(exposure_opt_in)); C(k3s secrets-encrypt status) says
-    Enabled; at least one NetworkPolicy in O(monitoring_namespace).
+    LoadBalancer service exists (O(services); skipped when O(exposure_opt_in)); C(k3s secrets-encrypt status)
+    says Enabled (O(secrets_encrypt_status)); at least one NetworkPolicy in O(monitoring_namespace)
+    (O(network_policies)).
   - GPU checks are skipped, with the reason, when O(gpu_resolved) is false.
-  - Kubernetes is read with C(kubectl) (or C(k3s kubectl)); HTTP APIs with timeouts of O(http_timeout) seconds.
-  - The test pod and the test notification change the cluster for a moment, so they are skipped in check
-    mode. Everything they create is deleted before the module returns. The module reports C(changed=false),
-    because the report files are measurements rewritten on every run, not configuration.
+  - Cluster objects come in as registered results of M(kubernetes.core.k8s_info). A result that is missing
+    or skipped fails its checks with the reason (the kubeconfig does not exist, or it was not read); a
+    failed read fails them with the module's message.
+  - HTTP APIs are read through Ansible's URL library with timeouts of O(http_timeout) seconds.
+  - The test notification changes Alertmanager for a moment, so it is skipped in check mode; so are the
+    test pod's checks, since the role creates no pod in check mode. The module reports C(changed=false).
 options:
   gates:
     description: Gates to check.
@@ -40,14 +47,37 @@ options:
     elements: str
     choices: [gate1, gate2, gate3, gate4]
     default: [gate1, gate2, gate3, gate4]
+  host:
+    description: Host name written in the report.
+    type: str
+    default: localhost
   kubeconfig:
-    description: kubeconfig used by kubectl; also the file whose mode C(kubeconfig_mode) checks.
+    description:
+      - The kubeconfig the cluster was read with. Its mode is checked (C(kubeconfig_mode)); when it does not
+        exist, the cluster checks say so.
     type: path
     default: /etc/rancher/k3s/k3s.yaml
+  nodes:
+    description: Registered result of M(kubernetes.core.k8s_info) for kind C(Node).
+    type: dict
+  pods:
+    description: Registered result of M(kubernetes.core.k8s_info) for kind C(Pod) in every namespace.
+    type: dict
+  network_policies:
+    description: Registered result of M(kubernetes.core.k8s_info) for kind C(NetworkPolicy) in O(monitoring_namespace).
+    type: dict
+  services:
+    description: Registered result of M(kubernetes.core.k8s_info) for kind C(Service) in every namespace.
+    type: dict
   k3s_binary:
-    description: The K3s binary, used for C(k3s secrets-encrypt status) and as C(k3s kubectl) when no kubectl is found.
+    description: The K3s binary, named in the failure when O(secrets_encrypt_status) is not given.
     type: path
     default: /usr/local/bin/k3s
+  secrets_encrypt_status:
+    description:
+      - Registered result of C(k3s secrets-encrypt status) (C(rc), C(stdout), C(stderr)).
+      - When missing or skipped, C(secrets_encryption) fails saying that O(k3s_binary) was not found.
+    type: dict
   system_namespaces:
     description: Namespaces whose pods must all be running and ready (or completed).
     type: list
@@ -73,23 +103,40 @@ options:
     type: str
     default: DCGM_FI_DEV_GPU_UTIL
   storage_class:
-    description:
-      - StorageClass of the test PVC. The PVC is deleted afterwards, so a class with reclaimPolicy
-        Delete leaves nothing behind.
+    description: StorageClass of the test PVC, shown in the expected value of C(storage_pvc).
     type: str
     default: local-path
   test_namespace:
-    description: Namespace created for the test pod and PVC, deleted afterwards.
+    description: Namespace of the test pod; its marker line is searched in Loki under this namespace label.
     type: str
     default: odin-verify
-  test_image:
-    description: Image of the test pod (needs C(sh), C(cat) and C(sleep)). The default ships in the K3s airgap images.
-    type: str
-    default: docker.io/rancher/mirrored-library-busybox:1.36.1
-  pod_timeout:
-    description: Seconds to wait for the test pod to be ready.
-    type: int
-    default: 180
+  test_pod:
+    description:
+      - What the role found running the test pod (see the filter C(odin.stack.verify_test_pod)). Used by
+        C(storage_pvc) and C(loki_ingestion); when missing, both fail with the reason.
+    type: dict
+    suboptions:
+      created:
+        description: Registered result of M(kubernetes.core.k8s) creating the namespace, PVC and pod.
+        type: dict
+      pod:
+        description: Registered result of M(kubernetes.core.k8s_info) reading the pod after waiting for it to be Ready.
+        type: dict
+      pvc:
+        description: Registered result of M(kubernetes.core.k8s_info) reading the PVC.
+        type: dict
+      log:
+        description: Registered result of M(kubernetes.core.k8s_log) reading the pod's log.
+        type: dict
+      token:
+        description: "The token the pod wrote to the PVC; C(read: <token>) in the log proves it was read back."
+        type: str
+      marker:
+        description: The unique line the pod logged, searched in Loki.
+        type: str
+      wait_seconds:
+        description: How long the role waited for the pod to be Ready, named when it was not.
+        type: int
   prometheus_url:
     description: Base URL of Prometheus.
     type: str
@@ -159,35 +206,46 @@ options:
     description: Timeout in seconds of each HTTP request.
     type: float
     default: 10
-  report_dir:
-    description: Directory for C(verify.json) and C(verify.md). Nothing is written when unset or in check mode.
-    type: path
-  host:
-    description: Host name written in the report.
-    type: str
-    default: localhost
 attributes:
   check_mode:
-    support: partial
-    details: The test pod, the PVC and the test notification are skipped, the report is not written.
+    description: Whether the module can run with C(--check) and report what it would change without changing it.
+    support: full
+    details: The test notification is not sent and the test pod's checks are skipped.
   diff_mode:
+    description: Whether the module returns a diff of what it changed with C(--diff).
     support: none
 author:
-  - ODIN maintainers
+  - ODIN maintainers (@odin-stack)
 """
 
 EXAMPLES = r"""
-- name: Check every gate
+- name: Read the nodes
+  kubernetes.core.k8s_info:
+    kind: Node
+  register: __nodes
+  failed_when: false
+
+- name: Read secrets encryption
+  ansible.builtin.command:
+    argv: [/usr/local/bin/k3s, secrets-encrypt, status]
+  register: __secrets_encrypt
+  changed_when: false
+  check_mode: false
+  failed_when: false
+
+- name: Check gates 1 and 4
   odin.stack.stack_verify:
+    gates: [gate1, gate4]
+    nodes: "{{ __nodes }}"
+    secrets_encrypt_status: "{{ __secrets_encrypt }}"
     gpu_resolved: "{{ odin_gpu_resolved }}"
-    gpu_result: "{{ __gpu_validate }}"
-    report_dir: /var/lib/odin/reports
   register: __verify
 
-- name: Only the security gate
-  odin.stack.stack_verify:
-    gates: [gate4]
-    exposure_opt_in: false
+- name: Write the Markdown report
+  ansible.builtin.copy:
+    content: "{{ __verify.markdown }}"
+    dest: /var/lib/odin/reports/verify.md
+    mode: "0640"
 """
 
 RETURN = r"""
@@ -221,48 +279,40 @@ failed_checks:
   returned: always
   type: list
   elements: str
-report_json:
-  description: Path of the JSON report, when written.
-  returned: when report_dir is set and not in check mode
+report:
+  description:
+    - The report document (C(format), C(created), C(host), C(passed), C(summary), C(gates)), as C(verify.json)
+      holds it.
+  returned: always
+  type: dict
+markdown:
+  description: The report as Markdown, one table per gate, as C(verify.md) holds it.
+  returned: always
   type: str
-  sample: /var/lib/odin/reports/verify.json
-report_markdown:
-  description: Path of the Markdown report, when written.
-  returned: when report_dir is set and not in check mode
-  type: str
-  sample: /var/lib/odin/reports/verify.md
 """
 
-import base64
 import datetime
 import json
 import os
-import tempfile
 import time
 import uuid
-from urllib import error as urlerror
-from urllib import parse as urlparse
-from urllib import request as urlrequest
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.urls import ConnectionError as UrlConnectionError
+from ansible.module_utils.urls import open_url
 
 from ansible_collections.odin.stack.plugins.module_utils import _verify as v
 
 # Seconds to keep watching Alertmanager's counters after the first notification was sent.
 NOTIFICATION_SETTLE_SECONDS = 3
+# How far before the test pod started the marker query looks (clock differences, slow starts).
+MARKER_LOOKBACK_SECONDS = 600
 
 # datetime.UTC needs Python 3.11; Ubuntu 22.04 hosts run 3.10.
 UTC = datetime.timezone.utc  # noqa: UP017
 
-K8S_CHECKS = {
-    "node_ready",
-    "system_pods",
-    "gpu_allocatable",
-    "storage_pvc",
-    "loki_ingestion",
-    "exposure",
-    "network_policies",
-}
+# The cluster reads each check needs: option name and what it holds, in words.
+K8S_READS = {"nodes": "nodes", "pods": "pods", "network_policies": "NetworkPolicies", "services": "services"}
 
 
 class HttpResult:
@@ -274,73 +324,90 @@ class HttpResult:
 
 
 def http(method, url, timeout, auth=None, payload=None):
-    """One HTTP request; HTTP error statuses are returned, connection errors are in .error."""
+    """One request through ansible.module_utils.urls; HTTP error statuses are returned, failures are in .error."""
+    if url is None:
+        return HttpResult(None, b"", 0.0, "%s: only http and https URLs are supported" % method)
     headers = {"Accept": "application/json"}
     data = None
     if payload is not None:
-        data = json.dumps(payload).encode("utf-8")
+        data = json.dumps(payload)
         headers["Content-Type"] = "application/json"
-    if auth:
-        headers["Authorization"] = "Basic " + base64.b64encode(("%s:%s" % auth).encode("utf-8")).decode("ascii")
-    if urlparse.urlsplit(url).scheme not in ("http", "https"):
-        return HttpResult(None, b"", 0.0, "%s %s: only http and https URLs are supported" % (method, url))
-    req = urlrequest.Request(url, data=data, headers=headers, method=method)  # noqa: S310 (scheme checked above)
     start = time.monotonic()
     try:
-        with urlrequest.urlopen(req, timeout=timeout) as resp:  # noqa: S310 (scheme checked above)
-            body = resp.read()
-            return HttpResult(resp.status, body, time.monotonic() - start)
-    except urlerror.HTTPError as exc:
-        return HttpResult(exc.code, exc.read() or b"", time.monotonic() - start)
-    except (urlerror.URLError, OSError, ValueError) as exc:
+        resp = open_url(
+            url,
+            data=data,
+            headers=headers,
+            method=method,
+            timeout=timeout,
+            url_username=auth[0] if auth else None,
+            url_password=auth[1] if auth else None,
+            force_basic_auth=bool(auth),
+            use_netrc=False,
+        )
+        body = resp.read()
+        return HttpResult(resp.status, body, time.monotonic() - start)
+    except OSError as exc:
+        # An HTTP error status arrives as an exception that carries the status and the body.
+        if isinstance(getattr(exc, "code", None), int) and hasattr(exc, "read"):
+            try:
+                body = exc.read() or b""
+            except (OSError, AttributeError):
+                body = b""
+            return HttpResult(exc.code, body, time.monotonic() - start)
         reason = getattr(exc, "reason", exc)
         return HttpResult(None, b"", time.monotonic() - start, "%s %s: %s" % (method, url, reason))
+    except (UrlConnectionError, ValueError) as exc:
+        return HttpResult(None, b"", time.monotonic() - start, "%s %s: %s" % (method, url, exc))
 
 
 class Verifier:
     def __init__(self, module):
         self.module = module
         self.p = module.params
-        self.env = {"LC_ALL": "C", "LANG": "C"}
         self.results = {}
-        self.kubectl = self._kubectl()
-        self.kube_error = None
-        if self.kubectl is None:
-            self.kube_error = "Neither kubectl nor %s was found: run the k3s layer first." % self.p["k3s_binary"]
-        elif not os.path.exists(self.p["kubeconfig"]):
-            self.kube_error = "The kubeconfig %s does not exist: run the k3s layer first." % self.p["kubeconfig"]
-            self.kubectl = None
-        self._k8s_cache = {}
+        self.kubeconfig_exists = os.path.exists(self.p["kubeconfig"])
+
+    # -------------------------------------------------------------- inputs
+
+    def not_read(self, what):
+        """Why `what` is missing from the inputs."""
+        if not self.kubeconfig_exists:
+            return "The kubeconfig %s does not exist: run the k3s layer first." % self.p["kubeconfig"]
+        return "The %s were not read from the cluster." % what
+
+    def k8s(self, option):
+        """{"items": [...]} of a k8s_info result passed in; raises RuntimeError saying what is missing or failed."""
+        what = K8S_READS[option]
+        return v.k8s_items(self.p[option], what, self.not_read(what))
+
+    def test_pod(self):
+        """(pod object, None) of a test pod that is Ready, or (pod object or None, why it did not run)."""
+        given = self.p["test_pod"]
+        if not given:
+            return None, self.not_read("test pod") if not self.kubeconfig_exists else "The test pod was not started."
+        created = given.get("created") or {}
+        if created.get("failed"):
+            return None, "Creating the test namespace, PVC and pod failed: %s" % v.k8s_error(created.get("msg"))[:300]
+        try:
+            pods = v.k8s_items(given.get("pod"), "test pod", "The test pod was not read after it was created.")
+            pod = pods["items"][0]
+        except RuntimeError as exc:
+            return None, str(exc)
+        except IndexError:
+            return None, "The test pod does not exist after it was created."
+        if v.pod_ready(pod):
+            return pod, None
+        waited = given.get("wait_seconds")
+        return pod, "The test pod was not Ready%s: %s" % (
+            " within %ds" % waited if waited else "",
+            v.pod_problem(pod) or "no Ready condition",
+        )
 
     # -------------------------------------------------------------- helpers
 
-    def _kubectl(self):
-        kubectl = self.module.get_bin_path("kubectl", opt_dirs=["/usr/local/bin"])
-        if kubectl:
-            return [kubectl]
-        if os.access(self.p["k3s_binary"], os.X_OK):
-            return [self.p["k3s_binary"], "kubectl"]
-        return None
-
-    def kube(self, args, data=None):
-        cmd = self.kubectl + ["--kubeconfig", self.p["kubeconfig"]] + args
-        return self.module.run_command(cmd, data=data, environ_update=self.env, binary_data=False)
-
-    def kube_json(self, args):
-        """kubectl get ... -o json, cached; raises RuntimeError with what failed."""
-        key = tuple(args)
-        if key not in self._k8s_cache:
-            rc, out, err = self.kube(args + ["-o", "json"])
-            if rc != 0:
-                raise RuntimeError("kubectl %s failed (rc=%d): %s" % (" ".join(args), rc, err.strip()[:300]))
-            self._k8s_cache[key] = json.loads(out)
-        return self._k8s_cache[key]
-
     def get(self, base, path, **query):
-        url = self.p[base].rstrip("/") + path
-        if query:
-            url += "?" + urlparse.urlencode(query)
-        return http("GET", url, self.p["http_timeout"])
+        return http("GET", v.api_url(self.p[base], path, **query), self.p["http_timeout"])
 
     def get_json(self, base, path, **query):
         res = self.get(base, path, **query)
@@ -362,58 +429,20 @@ class Verifier:
 
     # -------------------------------------------------------------- checks
 
-    def _no_kubectl(self, checks):
-        for check in K8S_CHECKS & set(checks):
-            if check == "exposure" or (check == "gpu_allocatable" and not self.p["gpu_resolved"]):
-                continue
-            self.results[check] = v.result(
-                check,
-                v.FAIL,
-                None,
-                None,
-                self.kube_error,
-            )
-
     def run(self, checks):
-        if self.kubectl is None:
-            self._no_kubectl(checks)
-        pod = None
-        try:
-            pod = self.run_pod_checks(checks)
-            for check in checks:
-                if check not in self.results:
-                    getattr(self, "check_" + check)()
-        finally:
-            if pod:
-                self.delete_test_namespace()
+        # Loki is polled first, from the moment the module starts: a later first query would
+        # add the time spent on the other checks to the measured ingestion delay.
+        order = [c for c in ("loki_ingestion", "storage_pvc") if c in checks]
+        order += [c for c in checks if c not in order]
+        for check in order:
+            getattr(self, "check_" + check)()
         return [self.results[c] for c in checks]
 
-    def run_pod_checks(self, checks):
-        """The PVC and log-ingestion checks share one test pod; returns it (None when not started)."""
-        wanted = [c for c in ("loki_ingestion", "storage_pvc") if c in checks and c not in self.results]
-        if not wanted:
-            return None
-        if self.module.check_mode:
-            for check in wanted:
-                self.results[check] = v.skipped(check, "Check mode: the test pod is not created.")
-            return None
-        pod = self.start_test_pod("storage_pvc" in wanted)
-        # Loki is polled from the moment the pod runs (loki_ingestion first): a later first
-        # query would add the time spent on other checks to the measured delay.
-        for check in wanted:
-            getattr(self, "check_" + check)(pod)
-        return pod
-
     def check_node_ready(self):
-        self.record("node_ready", lambda: v.eval_nodes(self.kube_json(["get", "nodes"])))
+        self.record("node_ready", lambda: v.eval_nodes(self.k8s("nodes")))
 
     def check_system_pods(self):
-        self.record(
-            "system_pods",
-            lambda: v.eval_system_pods(
-                self.kube_json(["get", "pods", "--all-namespaces"]), self.p["system_namespaces"]
-            ),
-        )
+        self.record("system_pods", lambda: v.eval_system_pods(self.k8s("pods"), self.p["system_namespaces"]))
 
     def check_gpu_host(self):
         self.record("gpu_host", lambda: v.eval_gpu_host(self.p["gpu_resolved"], self.p["gpu_result"]))
@@ -424,15 +453,12 @@ class Verifier:
             return
         self.record(
             "gpu_allocatable",
-            lambda: v.eval_gpu_allocatable(True, self.kube_json(["get", "nodes"]), self.p["gpu_resource"]),
+            lambda: v.eval_gpu_allocatable(True, self.k8s("nodes"), self.p["gpu_resource"]),
         )
 
     def check_network_policies(self):
         ns = self.p["monitoring_namespace"]
-        self.record(
-            "network_policies",
-            lambda: v.eval_network_policies(self.kube_json(["get", "networkpolicies", "-n", ns]), ns),
-        )
+        self.record("network_policies", lambda: v.eval_network_policies(self.k8s("network_policies"), ns))
 
     def check_exposure(self):
         listeners = []
@@ -444,13 +470,10 @@ class Verifier:
                 continue
         services, error = {}, None
         if not self.p["exposure_opt_in"]:
-            if self.kubectl is None:
-                error = self.kube_error
-            else:
-                try:
-                    services = self.kube_json(["get", "services", "--all-namespaces"])
-                except (RuntimeError, ValueError) as exc:
-                    error = str(exc)
+            try:
+                services = self.k8s("services")
+            except RuntimeError as exc:
+                error = str(exc)
         ports = set(self.p["exposure_ports"])
         self.results["exposure"] = v.eval_exposure(listeners, ports, services, self.p["exposure_opt_in"], error)
 
@@ -463,14 +486,19 @@ class Verifier:
         self.results["kubeconfig_mode"] = v.eval_kubeconfig_mode(path, mode)
 
     def check_secrets_encryption(self):
-        k3s = self.p["k3s_binary"]
-        if not os.access(k3s, os.X_OK):
+        status = self.p["secrets_encrypt_status"]
+        if not status or status.get("skipped") or status.get("rc") is None:
             self.results["secrets_encryption"] = v.result(
-                "secrets_encryption", v.FAIL, None, "Enabled", "%s not found: run the k3s layer first." % k3s
+                "secrets_encryption",
+                v.FAIL,
+                None,
+                "Enabled",
+                "%s not found: run the k3s layer first." % self.p["k3s_binary"],
             )
             return
-        rc, out, err = self.module.run_command([k3s, "secrets-encrypt", "status"], environ_update=self.env)
-        self.results["secrets_encryption"] = v.eval_secrets_encryption(rc, out, err)
+        self.results["secrets_encryption"] = v.eval_secrets_encryption(
+            status["rc"], status.get("stdout") or "", status.get("stderr") or status.get("msg") or ""
+        )
 
     def check_prometheus_targets(self):
         self.record(
@@ -500,26 +528,27 @@ class Verifier:
     def _grafana_password(self):
         try:
             with open(self.p["grafana_password_file"], encoding="utf-8") as handle:
-                return handle.read().strip()
+                password = handle.read().strip()
         except OSError as exc:
             raise RuntimeError(
                 "Cannot read the Grafana password file %s: %s" % (self.p["grafana_password_file"], exc.strerror)
             ) from None
+        if password:
+            self.module.no_log_values.add(password)
+        return password
 
     def check_grafana_dashboards(self):
         def evaluate():
             auth = (self.p["grafana_user"], self._grafana_password())
-            base = self.p["grafana_url"].rstrip("/")
-            res = http("GET", base + "/api/search?type=dash-db&limit=5000", self.p["http_timeout"], auth)
+            base, timeout = self.p["grafana_url"], self.p["http_timeout"]
+            res = http("GET", v.api_url(base, "/api/search", type="dash-db", limit=5000), timeout, auth)
             if res.error or res.status != 200:
                 return v.eval_dashboards(
                     [], self.p["dashboard_max_seconds"], res.error or "GET /api/search returned HTTP %s" % res.status
                 )
             timings = []
             for dash in res.json():
-                one = http(
-                    "GET", base + "/api/dashboards/uid/" + urlparse.quote(dash["uid"]), self.p["http_timeout"], auth
-                )
+                one = http("GET", v.api_url(base, "/api/dashboards/uid/" + v.url_segment(dash["uid"])), timeout, auth)
                 timings.append(
                     {"uid": dash["uid"], "title": dash.get("title"), "status": one.status, "seconds": one.seconds}
                 )
@@ -528,7 +557,7 @@ class Verifier:
         self.record("grafana_dashboards", evaluate)
 
     def check_grafana_default_password(self):
-        res = http("GET", self.p["grafana_url"].rstrip("/") + "/api/user", self.p["http_timeout"], ("admin", "admin"))
+        res = http("GET", v.api_url(self.p["grafana_url"], "/api/user"), self.p["http_timeout"], ("admin", "admin"))
         if res.error:
             self.results["grafana_default_password"] = v.result(
                 "grafana_default_password", v.FAIL, None, "HTTP 401", res.error
@@ -568,12 +597,12 @@ class Verifier:
                 "alert_notification", "Check mode: no test notification is sent."
             )
             return
-        base = self.p["alertmanager_url"].rstrip("/")
-        timeout = self.p["http_timeout"]
-        before = http("GET", base + "/metrics", timeout)
+        base, timeout = self.p["alertmanager_url"], self.p["http_timeout"]
+        metrics_url, alerts_url = v.api_url(base, "/metrics"), v.api_url(base, "/api/v2/alerts")
+        before = http("GET", metrics_url, timeout)
         if before.error or before.status != 200:
             self.results["alert_notification"] = v.eval_notification(
-                {}, 0, before.error or "GET %s/metrics returned HTTP %s" % (base, before.status)
+                {}, 0, before.error or "GET %s returned HTTP %s" % (metrics_url, before.status)
             )
             return
         labels = dict(self.p["notification_labels"])
@@ -585,17 +614,17 @@ class Verifier:
             "startsAt": now.isoformat(),
             "endsAt": (now + datetime.timedelta(seconds=self.p["notification_timeout"] + 60)).isoformat(),
         }
-        posted = http("POST", base + "/api/v2/alerts", timeout, payload=[alert])
+        posted = http("POST", alerts_url, timeout, payload=[alert])
         if posted.error or posted.status != 200:
             self.results["alert_notification"] = v.eval_notification(
-                {}, 0, posted.error or "POST %s/api/v2/alerts returned HTTP %s" % (base, posted.status)
+                {}, 0, posted.error or "POST %s returned HTTP %s" % (alerts_url, posted.status)
             )
             return
         start = time.monotonic()
         receivers = self._receivers_of(labels["odin_verify_run"])
         delta, first_sent = {}, None
         while time.monotonic() - start < self.p["notification_timeout"]:
-            after = http("GET", base + "/metrics", timeout)
+            after = http("GET", metrics_url, timeout)
             if after.status == 200:
                 delta = v.notification_delta(before.body.decode("utf-8"), after.body.decode("utf-8"))
                 if any(d["failed"] for d in delta.values()):
@@ -609,7 +638,7 @@ class Verifier:
         waited = (first_sent or time.monotonic()) - start
         # Resolve the test alert so it does not linger until endsAt.
         alert["endsAt"] = datetime.datetime.now(UTC).isoformat()
-        http("POST", base + "/api/v2/alerts", timeout, payload=[alert])
+        http("POST", alerts_url, timeout, payload=[alert])
         res = v.eval_notification(delta, waited)
         if receivers:
             res["detail"] = ("receiver: %s; " % ", ".join(receivers)) + res["detail"]
@@ -618,7 +647,7 @@ class Verifier:
     def _receivers_of(self, run_id):
         """Receivers Alertmanager routed the test alert to (empty when it cannot tell)."""
         matcher = 'odin_verify_run="%s"' % run_id
-        for _ in range(5):
+        for _attempt in range(5):
             try:
                 alerts = self.get_json("alertmanager_url", "/api/v2/alerts", filter=matcher)
             except (RuntimeError, ValueError):
@@ -628,68 +657,50 @@ class Verifier:
             time.sleep(0.5)
         return []
 
-    # -------------------------------------------------------------- test pod
+    # -------------------------------------------------------------- the test pod's checks
 
-    def delete_test_namespace(self):
-        self.kube(
-            ["delete", "namespace", self.p["test_namespace"], "--ignore-not-found", "--wait=true", "--timeout=120s"]
-        )
+    def check_storage_pvc(self):
+        if self.module.check_mode:
+            self.results["storage_pvc"] = v.skipped("storage_pvc", "Check mode: the test pod is not created.")
+            return
 
-    def start_test_pod(self, with_pvc):
-        ns = self.p["test_namespace"]
-        pod = {
-            "name": "odin-verify",
-            "token": uuid.uuid4().hex,
-            "marker": "odin-verify-marker-" + uuid.uuid4().hex,
-            "error": None,
-        }
-        # A namespace left by an interrupted run would keep the old pod; start clean.
-        self.delete_test_namespace()
-        manifest = v.test_pod_manifests(
-            ns,
-            pod["name"],
-            self.p["test_image"],
-            pod["token"],
-            marker=pod["marker"],
-            storage_class=self.p["storage_class"] if with_pvc else None,
-        )
-        rc, out, err = self.kube(["apply", "-f", "-"], data=json.dumps(manifest))
-        if rc != 0:
-            pod["error"] = "kubectl apply of the test pod failed (rc=%d): %s" % (rc, err.strip()[:300])
-            return pod
-        rc, out, err = self.kube(
-            ["wait", "-n", ns, "--for=condition=Ready", "pod/" + pod["name"], "--timeout=%ds" % self.p["pod_timeout"]]
-        )
-        pod["ready"] = rc == 0
-        pod["ready_at"] = time.time()
-        if rc != 0:
-            pod["error"] = "The test pod was not ready within %ds: %s" % (self.p["pod_timeout"], err.strip()[:300])
-        return pod
-
-    def check_storage_pvc(self, pod):
         def evaluate():
-            if pod is None or "ready" not in pod:
-                raise RuntimeError((pod or {}).get("error") or "The test pod was not started.")
-            ns = self.p["test_namespace"]
-            pvc = self.kube_json(["get", "pvc", "-n", ns, pod["name"]])
-            logs = ""
-            if pod.get("ready"):
-                rc, logs, err = self.kube(["logs", "-n", ns, pod["name"]])
-            return v.eval_pvc(pvc, pod.get("ready"), logs, pod["token"], self.p["storage_class"])
+            pod, error = self.test_pod()
+            if pod is None:
+                raise RuntimeError(error)
+            given = self.p["test_pod"]
+            pvcs = v.k8s_items(given.get("pvc"), "test PVC", "The test PVC was not read.")
+            pvc = pvcs["items"][0] if pvcs["items"] else None
+            ready = error is None
+            log, log_error = "", None
+            if ready:
+                read = given.get("log") or {}
+                log = read.get("log")
+                if log is None:
+                    log_error = read.get("msg") or "the log was not read"
+            token = given.get("token") or ""
+            return v.eval_pvc(pvc, ready, log, token, self.p["storage_class"], log_error=log_error, pod_error=error)
 
         self.record("storage_pvc", evaluate)
 
-    def check_loki_ingestion(self, pod):
+    def check_loki_ingestion(self):
         max_s = self.p["ingestion_max_seconds"]
-        if pod is None or not pod.get("ready"):
-            self.results["loki_ingestion"] = v.eval_ingestion(
-                None, max_s, error=(pod or {}).get("error") or "The test pod did not run."
-            )
+        if self.module.check_mode:
+            self.results["loki_ingestion"] = v.skipped("loki_ingestion", "Check mode: the test pod is not created.")
             return
-        query = v.loki_marker_query(self.p["loki_label"], self.p["test_namespace"], pod["marker"])
+        pod, error = self.test_pod()
+        if error:
+            self.results["loki_ingestion"] = v.eval_ingestion(None, max_s, error=error)
+            return
+        marker = self.p["test_pod"].get("marker")
+        if not marker:
+            self.results["loki_ingestion"] = v.eval_ingestion(None, max_s, error="No marker line was given.")
+            return
+        query = v.loki_marker_query(self.p["loki_label"], self.p["test_namespace"], marker)
+        started = v.k8s_timestamp((pod.get("status") or {}).get("startTime")) or time.time()
+        start_ns = int((started - MARKER_LOOKBACK_SECONDS) * 10**9)
         # Wait past the limit so a slow ingestion is measured (and fails) rather than reported as missing.
         deadline = time.monotonic() + max_s + 30
-        start_ns = int((pod["ready_at"] - 600) * 10**9)
         waited_from = time.monotonic()
         last_error = None
         while time.monotonic() < deadline:
@@ -723,91 +734,74 @@ class Verifier:
             )
 
 
-def write_atomic(path, text, mode=0o644):
-    directory = os.path.dirname(path)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=directory)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+ARGUMENT_SPEC = dict(
+    gates=dict(type="list", elements="str", choices=v.GATE_IDS, default=list(v.GATE_IDS)),
+    host=dict(type="str", default="localhost"),
+    kubeconfig=dict(type="path", default="/etc/rancher/k3s/k3s.yaml"),
+    nodes=dict(type="dict"),
+    pods=dict(type="dict"),
+    network_policies=dict(type="dict"),
+    services=dict(type="dict"),
+    k3s_binary=dict(type="path", default="/usr/local/bin/k3s"),
+    # The output of `k3s secrets-encrypt status`: the encryption state, no key material.
+    secrets_encrypt_status=dict(type="dict", no_log=False),
+    system_namespaces=dict(type="list", elements="str", default=["kube-system"]),
+    monitoring_namespace=dict(type="str", default="monitoring"),
+    gpu_resolved=dict(type="bool", default=False),
+    gpu_result=dict(type="dict"),
+    gpu_resource=dict(type="str", default="nvidia.com/gpu"),
+    gpu_metric=dict(type="str", default="DCGM_FI_DEV_GPU_UTIL"),
+    storage_class=dict(type="str", default="local-path"),
+    test_namespace=dict(type="str", default="odin-verify"),
+    test_pod=dict(
+        type="dict",
+        options=dict(
+            created=dict(type="dict"),
+            pod=dict(type="dict"),
+            pvc=dict(type="dict"),
+            log=dict(type="dict"),
+            # A random string the pod writes and reads back, not a credential.
+            token=dict(type="str", no_log=False),
+            marker=dict(type="str"),
+            wait_seconds=dict(type="int"),
+        ),
+    ),
+    prometheus_url=dict(type="str", default="http://127.0.0.1:9090"),
+    alertmanager_url=dict(type="str", default="http://127.0.0.1:9093"),
+    grafana_url=dict(type="str", default="http://127.0.0.1:3000"),
+    loki_url=dict(type="str", default="http://127.0.0.1:3100"),
+    grafana_user=dict(type="str", default="admin"),
+    # A path, not the secret: the password itself is read from the file and never returned.
+    grafana_password_file=dict(type="path", default="/var/lib/odin/secrets/grafana-admin-password", no_log=False),
+    dashboard_max_seconds=dict(type="float", default=2.0),
+    min_data_age_hours=dict(type="float", default=24),
+    loki_label=dict(type="str", default="namespace"),
+    loki_window_seconds=dict(type="int", default=300),
+    ingestion_max_seconds=dict(type="float", default=60),
+    watchdog_alertname=dict(type="str", default="Watchdog"),
+    notification_labels=dict(type="dict", default={"alertname": "OdinVerifyTestNotification", "severity": "warning"}),
+    notification_timeout=dict(type="int", default=120),
+    exposure_ports=dict(type="list", elements="int", default=[3000, 9090, 9093, 3100]),
+    exposure_opt_in=dict(type="bool", default=False),
+    http_timeout=dict(type="float", default=10),
+)
 
 
 def run_module():
-    module = AnsibleModule(
-        argument_spec=dict(
-            gates=dict(type="list", elements="str", choices=v.GATE_IDS, default=list(v.GATE_IDS)),
-            kubeconfig=dict(type="path", default="/etc/rancher/k3s/k3s.yaml"),
-            k3s_binary=dict(type="path", default="/usr/local/bin/k3s"),
-            system_namespaces=dict(type="list", elements="str", default=["kube-system"]),
-            monitoring_namespace=dict(type="str", default="monitoring"),
-            gpu_resolved=dict(type="bool", default=False),
-            gpu_result=dict(type="dict"),
-            gpu_resource=dict(type="str", default="nvidia.com/gpu"),
-            gpu_metric=dict(type="str", default="DCGM_FI_DEV_GPU_UTIL"),
-            storage_class=dict(type="str", default="local-path"),
-            test_namespace=dict(type="str", default="odin-verify"),
-            test_image=dict(type="str", default="docker.io/rancher/mirrored-library-busybox:1.36.1"),
-            pod_timeout=dict(type="int", default=180),
-            prometheus_url=dict(type="str", default="http://127.0.0.1:9090"),
-            alertmanager_url=dict(type="str", default="http://127.0.0.1:9093"),
-            grafana_url=dict(type="str", default="http://127.0.0.1:3000"),
-            loki_url=dict(type="str", default="http://127.0.0.1:3100"),
-            grafana_user=dict(type="str", default="admin"),
-            # A path, not the secret: the password itself is read from the file and never returned.
-            grafana_password_file=dict(
-                type="path", default="/var/lib/odin/secrets/grafana-admin-password", no_log=False
-            ),
-            dashboard_max_seconds=dict(type="float", default=2.0),
-            min_data_age_hours=dict(type="float", default=24),
-            loki_label=dict(type="str", default="namespace"),
-            loki_window_seconds=dict(type="int", default=300),
-            ingestion_max_seconds=dict(type="float", default=60),
-            watchdog_alertname=dict(type="str", default="Watchdog"),
-            notification_labels=dict(
-                type="dict", default={"alertname": "OdinVerifyTestNotification", "severity": "warning"}
-            ),
-            notification_timeout=dict(type="int", default=120),
-            exposure_ports=dict(type="list", elements="int", default=[3000, 9090, 9093, 3100]),
-            exposure_opt_in=dict(type="bool", default=False),
-            http_timeout=dict(type="float", default=10),
-            report_dir=dict(type="path"),
-            host=dict(type="str", default="localhost"),
-        ),
-        supports_check_mode=True,
-    )
+    module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
     gates = [g for g in v.GATE_IDS if g in module.params["gates"]]
-    checks = v.checks_for(gates)
-    results = Verifier(module).run(checks)
+    results = Verifier(module).run(v.checks_for(gates))
     created = datetime.datetime.now(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
     report = v.build_report(results, gates, module.params["host"], created)
-    out = dict(
+    module.exit_json(
         changed=False,
         passed=report["passed"],
         summary=report["summary"],
         gates=report["gates"],
         failed_checks=v.failed_checks(report),
+        report=report,
+        markdown=v.render_markdown(report),
     )
-
-    report_dir = module.params["report_dir"]
-    if report_dir and not module.check_mode:
-        try:
-            os.makedirs(report_dir, mode=0o750, exist_ok=True)
-            out["report_json"] = os.path.join(report_dir, "verify.json")
-            out["report_markdown"] = os.path.join(report_dir, "verify.md")
-            write_atomic(out["report_json"], json.dumps(report, indent=2, sort_keys=True) + "\n")
-            write_atomic(out["report_markdown"], v.render_markdown(report))
-        except OSError as exc:
-            module.fail_json(
-                msg="Cannot write the verification report to %s: %s. Check the directory's owner and free space."
-                % (report_dir, exc),
-                **out,
-            )
-    module.exit_json(**out)
 
 
 def main():

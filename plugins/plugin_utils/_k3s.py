@@ -12,7 +12,6 @@ import ipaddress
 import re
 import urllib.parse
 
-
 VERSION_RE = re.compile(r"^v(\d+)\.(\d+)\.(\d+)\+k3s(\d+)$")
 CONFIG_KEY_RE = re.compile(r"^[a-z0-9][a-z0-9-]*$")
 

@@ -544,6 +544,9 @@ def test_verify_cluster_checks(plane, env, tmp_path):
     )
     measured = run("playbooks/verify.yml", extra=settings, label="verify gate1 and gate4")
     checks = {c["id"]: c for gate in measured.result("Measure the gates")["gates"] for c in gate["checks"]}
+    # The test namespace, PVC and pod came and went, and the report was written: only the
+    # reports directory, created on this first run, is a change.
+    assert measured.changed_tasks() == ["Create the reports directory"], measured.changed_tasks()
     for check in ("node_ready", "system_pods", "network_policies", "kubeconfig_mode", "exposure"):
         assert checks[check]["status"] == "pass", checks[check]
     assert checks["gpu_host"]["status"] == "skip" and checks["gpu_allocatable"]["status"] == "skip"
@@ -553,6 +556,9 @@ def test_verify_cluster_checks(plane, env, tmp_path):
     for check in ("storage_pvc", "secrets_encryption", "grafana_default_password"):
         assert checks[check]["status"] == "fail", checks[check]
         say(f"verify {check}: fail here as expected ({checks[check]['detail'][:160]})")
+    # The role created the PVC and the pod with kubernetes.core and kwok made the pod Ready:
+    # only its log, which no kubelet serves here, is missing.
+    assert checks["storage_pvc"]["measured"] == "PVC Bound, log not read", checks["storage_pvc"]
     assert (
         plane.get("namespace", "odin-verify") is None
         or plane.get("namespace", "odin-verify")["status"]["phase"] == "Terminating"
@@ -564,6 +570,8 @@ def test_verify_cluster_checks(plane, env, tmp_path):
     policies = plane.get("networkpolicy", "-n", NS)
     plane.kubectl("delete", "networkpolicy", "--all", "-n", NS)
     broken = run("playbooks/verify.yml", extra={**settings, "verify_gates": ["gate4"]}, label="verify without policies")
+    # A re-run: the report is rewritten, yet nothing changed.
+    assert broken.changed == 0, broken.changed_tasks()
     checks = {c["id"]: c for gate in broken.result("Measure the gates")["gates"] for c in gate["checks"]}
     assert checks["network_policies"]["status"] == "fail"
     assert "re-run the monitoring layer" in checks["network_policies"]["detail"]

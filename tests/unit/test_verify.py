@@ -20,6 +20,132 @@ def load(name):
 # ---------------------------------------------------------------- Kubernetes
 
 
+@pytest.mark.parametrize(
+    ("read", "items", "error"),
+    [
+        # A k8s_info result: its resources become the items the evaluators take.
+        ({"resources": [{"metadata": {"name": "a"}}], "api_found": True}, ["a"], None),
+        ({"resources": [], "api_found": True}, [], None),
+        # Not read: the reason the caller gives.
+        (None, None, "not read here"),
+        ({"skipped": True, "skip_reason": "Conditional result was False"}, None, "not read here"),
+        # A failed read (failed_when: false keeps its msg, without resources).
+        (
+            {"failed": False, "msg": "Failed to import the required Python library (kubernetes)"},
+            None,
+            "Reading the nodes failed: Failed to import the required Python library (kubernetes)",
+        ),
+        (
+            {"resources": [], "api_found": False, "msg": 'Failed to find API for resource with apiVersion "v1"'},
+            None,
+            'Reading the nodes failed: Failed to find API for resource with apiVersion "v1"',
+        ),
+    ],
+)
+def test_k8s_items(read, items, error):
+    if error:
+        with pytest.raises(RuntimeError) as exc:
+            v.k8s_items(read, "nodes", "not read here")
+        assert str(exc.value) == error
+    else:
+        assert [i["metadata"]["name"] for i in v.k8s_items(read, "nodes", "unused")["items"]] == items
+
+
+@pytest.mark.parametrize(
+    ("pod", "ready", "problem"),
+    [
+        ({"status": {"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}]}}, True, None),
+        (
+            {
+                "status": {
+                    "phase": "Pending",
+                    "conditions": [{"type": "Ready", "status": "False"}],
+                    "containerStatuses": [{"name": "verify", "state": {"waiting": {"reason": "ErrImagePull"}}}],
+                }
+            },
+            False,
+            "Pending (ErrImagePull)",
+        ),
+        ({"status": {"phase": "Pending"}}, False, "Pending"),
+        ({}, False, "Unknown"),
+    ],
+)
+def test_pod_ready_and_problem(pod, ready, problem):
+    assert v.pod_ready(pod) is ready
+    assert v.pod_problem(pod) == problem
+
+
+@pytest.mark.parametrize(
+    ("value", "seconds"),
+    [
+        ("2026-12-02T10:00:00Z", 1796205600),
+        ("2026-12-02T10:00:00.250Z", 1796205600),
+        ("", None),
+        (None, None),
+        ("2026-12-02 10:00:00", None),
+    ],
+)
+def test_k8s_timestamp(value, seconds):
+    assert v.k8s_timestamp(value) == seconds
+
+
+@pytest.mark.parametrize(
+    ("base", "path", "query", "url"),
+    [
+        (
+            "http://127.0.0.1:9090/",
+            "/api/v1/query",
+            {"query": "up == 1"},
+            "http://127.0.0.1:9090/api/v1/query?query=up+%3D%3D+1",
+        ),
+        ("https://grafana.lan", "/api/user", {}, "https://grafana.lan/api/user"),
+        ("file:///etc/passwd", "/x", {}, None),
+        ("127.0.0.1:9090", "/x", {}, None),
+    ],
+)
+def test_api_url(base, path, query, url):
+    assert v.api_url(base, path, **query) == url
+
+
+def test_url_segment_quotes_a_dashboard_uid():
+    assert v.url_segment("a/b c") == "a%2Fb%20c"
+
+
+@pytest.mark.parametrize(
+    ("msg", "said"),
+    [
+        (
+            "Unable to retrieve log from Pod due to: (500)\nReason: Internal Server Error\n"
+            "HTTP response headers: HTTPHeaderDict({'Audit-Id': '6f1c', 'Content-Type': 'application/json'})\n"
+            'HTTP response body: {"kind":"Status","apiVersion":"v1","status":"Failure","message":"Get '
+            '\\"https://10.0.0.2:10250/containerLogs/odin-verify/odin-verify/verify\\": dial tcp 10.0.0.2:10250: '
+            'connect: connection refused","code":500}\n',
+            "Unable to retrieve log from Pod due to: (500) Reason: Internal Server Error Get "
+            '"https://10.0.0.2:10250/containerLogs/odin-verify/odin-verify/verify": dial tcp 10.0.0.2:10250: '
+            "connect: connection refused",
+        ),
+        (
+            # As kubernetes.core.k8s_log 6.2 fails against a node without a kubelet (measured on the
+            # test control plane).
+            "Unable to retrieve log from Pod due to: 500\nReason: Internal Server Error\n"
+            "HTTP response headers: HTTPHeaderDict({'Audit-Id': '59c7c155', 'Content-Length': '187'})\n"
+            'HTTP response body: {"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure",'
+            '"message":"Get \\"https://:10250/containerLogs/default/p/c\\": dial tcp :10250: connect: '
+            'connection refused","code":500}\n\nOriginal traceback: \n  File "kubernetes/dynamic/client.py", '
+            "line 54, in inner\n",
+            "Unable to retrieve log from Pod due to: 500 Reason: Internal Server Error Get "
+            '"https://:10250/containerLogs/default/p/c": dial tcp :10250: connect: connection refused',
+        ),
+        ("Failed to import the required Python library (kubernetes)\non this host", None),
+        ("(403)\nReason: Forbidden\nHTTP response headers: {}\nHTTP response body: not json\n", None),
+        (None, ""),
+    ],
+)
+def test_k8s_error_is_one_line_with_the_api_message(msg, said):
+    expected = said if said is not None else " ".join(str(msg).split())
+    assert v.k8s_error(msg) == expected
+
+
 def test_nodes_all_ready():
     res = v.eval_nodes(load("nodes-ready.json"))
     assert (res["status"], res["measured"]) == ("pass", "1/1 Ready")
@@ -132,6 +258,22 @@ def test_gpu_host(resolved, gpu_result, status, needle):
 def test_pvc(pvc, ready, log, status, measured):
     res = v.eval_pvc(pvc, ready, log, "abc123", "local-path")
     assert (res["status"], res["measured"]) == (status, measured)
+
+
+def test_pvc_log_not_read_says_why_on_one_line():
+    res = v.eval_pvc(
+        {"status": {"phase": "Bound"}},
+        True,
+        None,
+        "abc123",
+        "local-path",
+        log_error="Unable to retrieve log from Pod due to: 500\nReason: Internal Server Error",
+    )
+    assert (res["status"], res["measured"]) == ("fail", "PVC Bound, log not read")
+    assert res["detail"] == (
+        "The test pod's log could not be read: Unable to retrieve log from Pod due to: 500"
+        " Reason: Internal Server Error"
+    )
 
 
 def test_network_policies():
@@ -354,30 +496,7 @@ def test_notification_error():
     assert (res["status"], res["detail"]) == ("fail", "POST http://127.0.0.1:9093/api/v2/alerts: Connection refused")
 
 
-# ---------------------------------------------------------------- workload, gates and report
-
-
-def test_test_pod_manifests_with_and_without_pvc():
-    with_pvc = v.test_pod_manifests(
-        "odin-verify", "odin-verify", "busybox:1.36", "tok", marker="m-1", storage_class="local-path"
-    )
-    kinds = [i["kind"] for i in with_pvc["items"]]
-    assert kinds == ["Namespace", "PersistentVolumeClaim", "Pod"]
-    pod = with_pvc["items"][2]
-    assert pod["spec"]["volumes"][0]["persistentVolumeClaim"]["claimName"] == "odin-verify"
-    assert {e["name"]: e["value"] for e in pod["spec"]["containers"][0]["env"]} == {"TOKEN": "tok", "MARKER": "m-1"}
-    without = v.test_pod_manifests("odin-verify", "odin-verify", "busybox:1.36", "tok", marker="m-1")
-    assert [i["kind"] for i in without["items"]] == ["Namespace", "Pod"]
-    assert without["items"][1]["spec"]["volumes"] == []
-
-
-def test_test_pod_manifests_validate_against_kubernetes_schemas():
-    kubernetes_validate = pytest.importorskip("kubernetes_validate")
-    manifest = v.test_pod_manifests(
-        "odin-verify", "odin-verify", "busybox:1.36", "tok", marker="m-1", storage_class="local-path"
-    )
-    for item in manifest["items"]:
-        kubernetes_validate.validate(item, "1.30", strict=True)
+# ---------------------------------------------------------------- gates and report
 
 
 def test_checks_for_selected_gates_in_order():
