@@ -901,10 +901,18 @@ def prune(backup_dir, keep_daily, keep_weekly, dry_run=False):
         if index > 0 or (newest is not None and created <= newest):
             deleted.append(name)
     if not dry_run:
+        # Each backup leaves its name in one atomic rename before its files go: a run killed
+        # while deleting leaves a .tmp-* directory (removed by the next run), never a backup
+        # whose name says complete with files missing.
+        doomed = []
         for name in deleted:
-            shutil.rmtree(os.path.join(backup_dir, name))
-        if deleted:
+            target = os.path.join(backup_dir, "%sprune-%s" % (TMP_PREFIX, name))
+            os.rename(os.path.join(backup_dir, name), target)
+            doomed.append(target)
+        if doomed:
             fsync_path(backup_dir)
+        for target in doomed:
+            shutil.rmtree(target)
     return kept, deleted
 
 

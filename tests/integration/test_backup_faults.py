@@ -288,6 +288,45 @@ def test_prune_keeps_only_a_partial_run_newer_than_every_backup(tmp_path):
     assert sorted(os.listdir(tmp_path)) == sorted(n for n, keep in names.items() if keep)
 
 
+_PRUNE_KILLED_MIDWAY = """
+import os, shutil, signal, sys
+sys.path.insert(0, sys.argv[2])
+from ansible_collections.odin.stack.plugins.module_utils import _backup as backup
+real_unlink = os.unlink
+def unlink_then_die(path, *args, **kwargs):
+    real_unlink(path, *args, **kwargs)
+    os.kill(os.getpid(), signal.SIGKILL)
+os.unlink = unlink_then_die
+backup.prune(sys.argv[1], keep_daily=7, keep_weekly=4)
+"""
+
+
+def test_kill_9_while_retention_deletes_leaves_no_backup_with_missing_files(tmp_path):
+    """Retention deleting the older backup of a day is killed after its first file is gone."""
+    backups = tmp_path / "backups"
+    day = NOW.replace(hour=0, minute=0, second=0, microsecond=0)
+    older = take(tmp_path, when=day + dt.timedelta(seconds=1), backup_dir=backups)
+    newer = take(tmp_path, when=day + dt.timedelta(seconds=2), backup_dir=backups)
+    proc = subprocess.run(
+        [sys.executable, "-c", _PRUNE_KILLED_MIDWAY, str(backups), str(REPO / "collections")],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
+    # The older backup lost its name before a file went; the newer one is whole.
+    assert [name for name, _created in backup.list_backups(str(backups))] == [os.path.basename(newer["path"])]
+    for name, _created in backup.list_backups(str(backups)):
+        path = os.path.join(str(backups), name)
+        assert backup.trust_problems(path, backup.load_manifest(path), ["k3s_datastore", "k3s_token"]) == []
+    leftovers = [n for n in os.listdir(backups) if n.startswith(backup.TMP_PREFIX)]
+    assert leftovers == [backup.TMP_PREFIX + "prune-" + os.path.basename(older["path"])]
+    # The next run's clean-up removes what the killed one left.
+    assert backup.remove_stale_tmp(str(backups)) == leftovers
+    assert sorted(os.listdir(backups)) == sorted(n for n in os.listdir(backups) if not n.startswith(backup.TMP_PREFIX))
+
+
 # ---------------------------------------------------------------------------- ownership and confinement
 
 
